@@ -1,0 +1,98 @@
+#include "allocator/api/libc_semantics.h"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include "allocator/frontend/frontend.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// valloc and pvalloc align to the system page, not to our (larger) page.
+constexpr size_t kSystemPageSize = 4096;
+
+bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+void* Fail(int error) {
+  errno = error;
+  return nullptr;
+}
+
+}  // namespace
+
+void* Calloc(size_t count, size_t size) {
+  size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) return Fail(ENOMEM);
+  void* p = Allocate(bytes);
+  if (p != nullptr) memset(p, 0, bytes);
+  return p;
+}
+
+void* Realloc(void* p, size_t size) {
+  if (p == nullptr) return Allocate(size);
+  if (size == 0) {  // glibc frees and returns NULL
+    Free(p);
+    return nullptr;
+  }
+  size_t usable = CheckedUsableSize(p);
+  uint32_t cls = ClassifyPointer(p);
+  // Stay in place only where a sized free of the new size still finds the
+  // block's class: the same class, or a large block at least half used.
+  if (cls == kLargeClass ? (size > kMaxSmallSize && size <= usable && size >= usable / 2)
+                         : (size <= kMaxSmallSize && SizeToClass(size) == cls)) {
+    return p;
+  }
+  void* q = Allocate(size);
+  if (q == nullptr) return nullptr;  // errno set; p untouched, as C requires
+  memcpy(q, p, usable < size ? usable : size);
+  Free(p);
+  return q;
+}
+
+void* ReallocArray(void* p, size_t count, size_t size) {
+  size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) return Fail(ENOMEM);
+  return Realloc(p, bytes);
+}
+
+// glibc's memalign: small alignments are malloc, a non-power of two is
+// rounded up to the next power of two, and only an alignment that cannot be
+// rounded is EINVAL.
+void* Memalign(size_t align, size_t size) {
+  if (align <= 16) return Allocate(size);
+  if (align > SIZE_MAX / 2 + 1) return Fail(EINVAL);
+  if (!IsPowerOfTwo(align)) align = size_t{1} << (64 - __builtin_clzl(align));
+  return AllocateAligned(size, align);
+}
+
+// C17 (DR 460) and glibc >= 2.38: an alignment that is not a power of two is
+// EINVAL. glibc 2.36 still rounds it up like memalign; we take the stricter,
+// newer answer so bad input is reported, and say so in docs/api.md.
+void* AlignedAlloc(size_t align, size_t size) {
+  if (!IsPowerOfTwo(align)) return Fail(EINVAL);
+  return AllocateAligned(size, align);
+}
+
+int PosixMemalign(void** out, size_t align, size_t size) {
+  if (!IsPowerOfTwo(align) || align % sizeof(void*) != 0) return EINVAL;
+  int saved_errno = errno;  // POSIX: the result is the error, errno untouched
+  void* p = AllocateAligned(size, align);
+  if (p == nullptr) {
+    errno = saved_errno;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+void* Valloc(size_t size) { return AllocateAligned(size, kSystemPageSize); }
+
+void* Pvalloc(size_t size) {
+  size_t rounded;
+  if (__builtin_add_overflow(size, kSystemPageSize - 1, &rounded)) return Fail(ENOMEM);
+  rounded &= ~(kSystemPageSize - 1);
+  return AllocateAligned(rounded == 0 ? kSystemPageSize : rounded, kSystemPageSize);
+}
+
+}  // namespace rseqmalloc::internal

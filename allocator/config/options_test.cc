@@ -1,0 +1,113 @@
+#include "allocator/config/options.h"
+
+#include <unistd.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Runs ParseOptions on `env`, capturing what it prints through a pipe.
+int Parse(std::initializer_list<const char*> vars, Options* out, std::string* printed) {
+  std::vector<const char*> env(vars);
+  env.push_back(nullptr);
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  int bad = ParseOptions(env.data(), out, fds[1]);
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n = read(fds[0], buf, sizeof buf);
+  close(fds[0]);
+  printed->assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  return bad;
+}
+
+TEST(Options, DefaultsWhenNothingIsSet) {
+  Options o;
+  std::string printed;
+  EXPECT_EQ(Parse({"PATH=/bin", "HOME=/root"}, &o, &printed), 0);
+  EXPECT_EQ(o.cache, CacheMode::kAuto);
+  EXPECT_EQ(o.per_cpu_cache_bytes, 1536u * 1024);
+  EXPECT_FALSE(o.stats_at_exit);
+  EXPECT_TRUE(o.abort_on_invalid_free);
+  EXPECT_EQ(printed, "");
+}
+
+TEST(Options, ValidValuesAreApplied) {
+  Options o;
+  std::string printed;
+  EXPECT_EQ(Parse({"RSEQMALLOC_CACHE=thread", "RSEQMALLOC_PER_CPU_CACHE_BYTES=256K",
+                   "RSEQMALLOC_THREAD_CACHE_BYTES=4M", "RSEQMALLOC_RETAINED_FREE_BYTES=0",
+                   "RSEQMALLOC_STATS=1", "RSEQMALLOC_VERBOSE=1",
+                   "RSEQMALLOC_ABORT_ON_INVALID_FREE=0"},
+                  &o, &printed),
+            0)
+      << printed;
+  EXPECT_EQ(o.cache, CacheMode::kThread);
+  EXPECT_EQ(o.per_cpu_cache_bytes, 256u * 1024);
+  EXPECT_EQ(o.thread_cache_bytes, 4u * 1024 * 1024);
+  EXPECT_EQ(o.retained_free_bytes, 0u);
+  EXPECT_TRUE(o.stats_at_exit);
+  EXPECT_TRUE(o.verbose);
+  EXPECT_FALSE(o.abort_on_invalid_free);
+}
+
+TEST(Options, EveryCacheModeParses) {
+  for (auto [text, mode] : {std::pair{"auto", CacheMode::kAuto}, {"cpu", CacheMode::kCpu},
+                            {"cid", CacheMode::kCid}, {"thread", CacheMode::kThread},
+                            {"none", CacheMode::kNone}}) {
+    Options o;
+    std::string printed;
+    std::string var = std::string("RSEQMALLOC_CACHE=") + text;
+    EXPECT_EQ(Parse({var.c_str()}, &o, &printed), 0);
+    EXPECT_EQ(o.cache, mode);
+    EXPECT_STREQ(CacheModeName(mode), text);
+  }
+}
+
+TEST(Options, BadValueKeepsDefaultAndPrintsOneLineNamingVariable) {
+  Options o;
+  std::string printed;
+  EXPECT_EQ(Parse({"RSEQMALLOC_CACHE=percpu"}, &o, &printed), 1);
+  EXPECT_EQ(o.cache, CacheMode::kAuto);
+  EXPECT_EQ(printed,
+            "rseqmalloc: invalid RSEQMALLOC_CACHE=percpu (accepted: auto, cpu, cid, thread, "
+            "none); keeping the default\n");
+}
+
+TEST(Options, RejectsMalformedAndOutOfRangeValues) {
+  const char* bad[] = {"RSEQMALLOC_PER_CPU_CACHE_BYTES=", "RSEQMALLOC_PER_CPU_CACHE_BYTES=12Q",
+                       "RSEQMALLOC_PER_CPU_CACHE_BYTES=1K",  // below 64K
+                       "RSEQMALLOC_PER_CPU_CACHE_BYTES=99999999999999999999999",
+                       "RSEQMALLOC_THREAD_CACHE_BYTES=1G", "RSEQMALLOC_STATS=yes",
+                       "RSEQMALLOC_VERBOSE=", "RSEQMALLOC_NO_SUCH_THING=1"};
+  for (const char* var : bad) {
+    Options o;
+    std::string printed;
+    EXPECT_EQ(Parse({var}, &o, &printed), 1) << var;
+    EXPECT_EQ(std::count(printed.begin(), printed.end(), '\n'), 1) << printed;
+    EXPECT_EQ(o.per_cpu_cache_bytes, Options().per_cpu_cache_bytes) << var;
+  }
+}
+
+TEST(Options, PrintOptionsListsEveryVariable) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  PrintOptions(Options(), fds[1]);
+  close(fds[1]);
+  char buf[8192];
+  ssize_t n = read(fds[0], buf, sizeof buf);
+  close(fds[0]);
+  std::string text(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  for (const char* name : {"RSEQMALLOC_CACHE=auto", "RSEQMALLOC_PER_CPU_CACHE_BYTES=1572864",
+                           "RSEQMALLOC_THREAD_CACHE_BYTES=", "RSEQMALLOC_RETAINED_FREE_BYTES=",
+                           "RSEQMALLOC_STATS=0", "RSEQMALLOC_VERBOSE=0",
+                           "RSEQMALLOC_ABORT_ON_INVALID_FREE=1"}) {
+    EXPECT_NE(text.find(name), std::string::npos) << name;
+  }
+}
+
+}  // namespace
+}  // namespace rseqmalloc::internal

@@ -1,0 +1,97 @@
+// Per-CPU (or per-mm_cid) caches: the default front end.
+//
+// One slab region of 2^kSlabShift bytes per possible id, reserved up front
+// and touched lazily. Region layout (rseq/pseudocode.h): one 4-byte header
+// per class {uint16 current, uint16 end}, then pointer slots; class c owns
+// slots [Begin(c), Begin(c) + MaxCapacity(c)). malloc pops and free pushes
+// with one rseq critical section each: no lock, no atomic read-modify-write.
+//
+// Capacity policy (the constants are in cpu_cache.cc):
+//  * every class starts with capacity 0 (end == begin), so an id that is
+//    never used costs no memory beyond its untouched reservation;
+//  * a miss or an overflow grows the class by one batch, up to
+//    MaxCapacity(c), while the id's capacity in bytes stays within
+//    RSEQMALLOC_PER_CPU_CACHE_BYTES; past the budget it takes unused capacity
+//    (end - current) from the class holding the most, and without any, the
+//    miss is served with a batch that fits and the overflow drains a batch;
+//  * an id whose slow path has not run for kIdlePeriodNs while others ran is
+//    drained whole back to the transfer cache (DrainId), so a CPU (or cid)
+//    the process stopped using does not strand memory; malloc_trim drains
+//    every id.
+//
+// DrainId works on another id's region without running there: it swaps each
+// header to 0 (both checks then fail: 0 <= begin, 0 >= end), forces every
+// in-flight critical section of the process to restart with
+// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ), and repeats until no
+// section committed after the swap (a commit always leaves a non-zero
+// header). The last swapped-out `current` then says exactly which slots hold
+// objects. Without that membarrier command, remote draining is off.
+#ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
+#define RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/size_classes.h"
+#include "rseq/primitives.h"
+
+namespace rseqmalloc::internal {
+
+inline constexpr unsigned kSlabShift = 18;
+
+// Shared by every front end's statistics.
+struct FrontEndTotals {
+  uint64_t cached_bytes;
+  uint64_t hits;
+  uint64_t misses;
+};
+
+// Fast-path state, constant after CpuCacheInit.
+extern void* g_slab;
+extern uint16_t g_class_begin[kNumClasses];
+// Hits since the thread's last slow path (folded into the totals there).
+extern __attribute__((tls_model("initial-exec"))) thread_local uint64_t tls_cpu_cache_hits;
+
+class CpuCache {
+ public:
+  // Reserves the slab for every possible id. False when it cannot (no
+  // memory); the caller then uses thread caches.
+  static bool Init();
+
+  template <rseq::IndexMode kMode>
+  static void* Pop(uint32_t cls) {
+    void* p = rseq::RseqOps::Pop<kMode>(g_slab, kSlabShift, cls, g_class_begin[cls], nullptr);
+    if (__builtin_expect(p != nullptr, 1)) ++tls_cpu_cache_hits;
+    return p;
+  }
+
+  template <rseq::IndexMode kMode>
+  static bool Push(uint32_t cls, void* p) {
+    return rseq::RseqOps::Push<kMode>(g_slab, kSlabShift, cls, p, nullptr);
+  }
+
+  // Slow paths after a miss / an overflow. `registered` false means the
+  // thread has no rseq area: the caller falls back to a thread cache.
+  template <rseq::IndexMode kMode>
+  static void* Refill(uint32_t cls);
+  template <rseq::IndexMode kMode>
+  static bool Overflow(uint32_t cls, void* p);
+
+  // Returns every cached object of `id` (or of every id) to the transfer
+  // caches. False when remote draining is unavailable.
+  static bool DrainId(int id);
+  static bool DrainAll();
+
+  static FrontEndTotals Totals();
+  // pthread_atfork: every id's slow-path lock, in id order.
+  static void LockForFork();
+  static void UnlockAfterFork();
+  static uint16_t MaxCapacity(uint32_t cls);
+  static int NumIds();
+};
+
+FrontEndTotals GetCpuCacheTotals();
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_

@@ -1,0 +1,211 @@
+// Slow paths of the front end: first-call initialisation, cache selection,
+// refills and overflows, large blocks, and invalid pointers.
+#include "allocator/frontend/frontend.h"
+
+#include <pthread.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+
+#include "allocator/base/log.h"
+#include "allocator/spinlock.h"
+#include "allocator/config/options.h"
+#include "allocator/frontend/stats_report.h"
+#include "rseq/registration.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Largest request we try: anything past PTRDIFF_MAX cannot be represented
+// as a difference of pointers into it, so glibc refuses it too.
+constexpr size_t kMaxRequest = PTRDIFF_MAX;
+
+std::atomic<bool> g_ready{false};
+std::atomic<CacheMode> g_mode{CacheMode::kNone};
+
+// What the options ask for, limited by what this kernel and process allow:
+// cid needs mm_cid (kernel >= 6.3), both per-CPU modes need rseq (glibc's
+// area or our own) and the slab reservation.
+CacheMode ResolveMode(CacheMode wanted) {
+  if (wanted == CacheMode::kNone || wanted == CacheMode::kThread) return wanted;
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    return CacheMode::kThread;
+  }
+  if (!CpuCache::Init()) return CacheMode::kThread;
+  if (wanted == CacheMode::kCpu || !rseq::MmCidSupported()) return CacheMode::kCpu;
+  return CacheMode::kCid;
+}
+
+FrontEnd FrontEndFor(CacheMode mode) {
+  if (mode == CacheMode::kCid) return FrontEnd::kMmCid;
+  if (mode == CacheMode::kCpu) return FrontEnd::kCpuId;
+  return FrontEnd::kThreadCache;
+}
+
+bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != CacheMode::kNone; }
+
+void PrepareFork() {
+  ThreadCache::LockForFork();
+  CpuCache::LockForFork();
+  LockAllForFork();
+}
+
+void AfterFork() {
+  UnlockAllAfterFork();
+  CpuCache::UnlockAfterFork();
+  ThreadCache::UnlockAfterFork();
+}
+
+void PrintStartupLine(const Options& options) {
+  LogLine line;
+  line.Str("rseqmalloc: pid ").Dec(static_cast<uint64_t>(getpid()))
+      .Str(" mode=").Str(CacheModeName(g_mode.load(std::memory_order_relaxed)))
+      .Str(" (asked: ").Str(CacheModeName(options.cache)).Str(")\n")
+      .Flush(STDERR_FILENO);
+  PrintOptions(options, STDERR_FILENO);
+}
+
+void ReportInvalid(const char* what, const void* p) {
+  if (GetOptions().abort_on_invalid_free) CrashWithPointer(what, p);
+  LogLine line;
+  line.Str("rseqmalloc: ").Str(what).Str(" ").Ptr(p).Str(" (ignored)\n").Flush(STDERR_FILENO);
+}
+
+void* OutOfMemory() {
+  errno = ENOMEM;
+  return nullptr;
+}
+
+}  // namespace
+
+FrontEnd g_front_end = FrontEnd::kThreadCache;
+
+void EnsureInitialized() {
+  if (__builtin_expect(g_ready.load(std::memory_order_acquire), 1)) return;
+  // The first thread resolves the mode (which may reserve the slab);
+  // racing threads wait for it. Nothing here allocates through malloc.
+  static SpinLock init_lock;
+  {
+    SpinLockHolder hold(&init_lock);
+    if (!g_ready.load(std::memory_order_acquire)) {
+      InitCentralHeap();
+      const Options& options = GetOptions();
+      SetPageHeapFreeCap(options.retained_free_bytes);
+      CacheMode mode = ResolveMode(options.cache);
+      g_mode.store(mode, std::memory_order_relaxed);
+      g_front_end = FrontEndFor(mode);
+      g_ready.store(true, std::memory_order_release);
+    }
+  }
+  const Options& options = GetOptions();
+
+  // One-time hooks, registered only now: pthread_atfork and atexit may
+  // allocate, and those calls must find the allocator ready.
+  static std::atomic<bool> hooks_done{false};
+  if (hooks_done.exchange(true)) return;
+  pthread_atfork(PrepareFork, AfterFork, AfterFork);
+  if (options.stats_at_exit) atexit([] { PrintStatsReport(STDERR_FILENO); });
+  if (options.verbose) PrintStartupLine(options);
+}
+
+void* AllocateSmallSlow(uint32_t cls) {
+  EnsureInitialized();
+  // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
+  // of memory, which the thread-cache path below finds out again).
+  void* p = nullptr;
+  if (g_front_end == FrontEnd::kMmCid) {
+    p = CpuCache::Refill<rseq::IndexMode::kMmCid>(cls);
+  } else if (g_front_end == FrontEnd::kCpuId) {
+    p = CpuCache::Refill<rseq::IndexMode::kCpuId>(cls);
+  }
+  if (p != nullptr) return p;
+  if (UsesThreadCaches()) {
+    if (ThreadCache* cache = ThreadCache::Current()) {
+      void* p = cache->Pop(cls);  // the fast path may have seen the empty cache
+      if (p == nullptr) p = cache->Refill(cls);
+      return p != nullptr ? p : OutOfMemory();
+    }
+  }
+  // No cache: RSEQMALLOC_CACHE=none, or this thread is setting up or gone.
+  return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
+}
+
+void* AllocateLargeSlow(size_t size, size_t align) {
+  EnsureInitialized();
+  if (size > kMaxRequest) return OutOfMemory();
+  void* p = AllocateLarge(size, align);
+  return p != nullptr ? p : OutOfMemory();
+}
+
+void FreeSlow(void* p, uint32_t cls) {
+  if (cls - 1 < kNumClasses - 1) {
+    // Per-CPU overflow; false when this thread cannot use rseq.
+    if (g_front_end == FrontEnd::kMmCid) {
+      if (CpuCache::Overflow<rseq::IndexMode::kMmCid>(cls, p)) return;
+    } else if (g_front_end == FrontEnd::kCpuId) {
+      if (CpuCache::Overflow<rseq::IndexMode::kCpuId>(cls, p)) return;
+    }
+    if (UsesThreadCaches()) {
+      if (ThreadCache* cache = ThreadCache::Current()) {
+        if (!cache->Push(cls, p)) cache->Overflow(cls, p);
+        return;
+      }
+    }
+    InsertBatch(cls, &p, 1);
+    return;
+  }
+  if (p == nullptr) return;
+  if (cls == kLargeClass) return FreeLarge(p);
+  ReportInvalid("free(): invalid pointer", p);
+}
+
+void* AllocateAligned(size_t size, size_t align) {
+  if (align <= 16) return Allocate(size);  // every size class is 16-aligned
+  if (size <= kMaxSmallSize && align <= 4096) {
+    uint32_t cls = SizeToClassAligned(size, align);
+    if (cls != 0) return AllocateClass(cls);
+  }
+  return AllocateLargeSlow(size, align < kPageSize ? kPageSize : align);
+}
+
+void FreeSized(void* p, size_t size, size_t align) {
+  uint32_t cls = ClassifyPointer(p);
+  if (cls - 1 < kNumClasses - 1) {
+    uint32_t expected = 0;
+    if (size <= kMaxSmallSize) {
+      expected = align <= 16 ? SizeToClass(size) : SizeToClassAligned(size, align);
+    }
+    if (expected != cls) return ReportInvalid("free_sized(): wrong size for pointer", p);
+    return FreeSmall(p, cls);
+  }
+  if (cls == kLargeClass && (size > CheckedUsableSize(p) || (size <= kMaxSmallSize && align <= 16))) {
+    // A large block whose size would have been served from a class, or
+    // does not fit in it, cannot be the block the caller describes.
+    return ReportInvalid("free_sized(): wrong size for pointer", p);
+  }
+  FreeSlow(p, cls);
+}
+
+size_t CheckedUsableSize(const void* p) {
+  if (p == nullptr) return 0;
+  uint32_t cls = ClassifyPointer(p);
+  if (cls - 1 < kNumClasses - 1) return ClassToSize(cls);
+  if (cls == kLargeClass) return UsableSize(p);
+  ReportInvalid("malloc_usable_size(): invalid pointer", p);
+  return 0;
+}
+
+const char* ActiveModeName() {
+  EnsureInitialized();
+  CacheMode mode = g_mode.load(std::memory_order_relaxed);
+  if ((mode == CacheMode::kCpu || mode == CacheMode::kCid) &&
+      rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    return CacheModeName(CacheMode::kThread);  // this thread falls back
+  }
+  return CacheModeName(mode);
+}
+
+}  // namespace rseqmalloc::internal

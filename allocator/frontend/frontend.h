@@ -1,0 +1,105 @@
+// The allocator's entry points, called by allocator/api/.
+//
+// Call tree of allocation:
+//   Allocate(size)
+//     -> size <= kMaxSmallSize: SizeToClass, cache pop       (inline, here)
+//          per-CPU slab pop (rseq, cpu_cache.h), or the thread's free list
+//          -> miss: AllocateSmallSlow(cls)                   (frontend.cc, cold)
+//               -> init on first call, register rseq for the thread, grow
+//                  the class's capacity, refill a batch from the transfer
+//                  cache (central_heap.h); thread cache without rseq
+//     -> larger: AllocateLarge (page heap)                   (frontend.cc, cold)
+// and of free:
+//   Free(p) -> ClassifyPointer (pagemap) -> cache push       (inline, here)
+//          -> full / not small / invalid: FreeSlow           (frontend.cc, cold)
+//
+// The fast path is valid in every state of the process and thread, because
+// every state it cannot serve looks like a miss:
+//  * before initialisation g_front_end is kThreadCache and the thread's
+//    cache pointer designates a shared empty cache (no objects, capacity 0);
+//    the same holds while a thread sets itself up, after it exited, and in
+//    RSEQMALLOC_CACHE=none;
+//  * in per-CPU modes, a thread without a registered rseq area reads a
+//    negative id, and an id's untouched (or drained) class header is 0, so
+//    the rseq pop misses and the push overflows;
+// and the slow path sorts out which of those cases it is. g_front_end is
+// written once, at initialisation, so its branch is always predicted.
+#ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_FRONTEND_H_
+#define RSEQMALLOC_ALLOCATOR_FRONTEND_FRONTEND_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/central_heap.h"
+#include "allocator/frontend/cpu_cache.h"
+#include "allocator/frontend/thread_cache.h"
+#include "allocator/size_classes.h"
+
+namespace rseqmalloc::internal {
+
+[[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls);
+[[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align);
+[[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls);
+
+enum class FrontEnd : uint8_t { kThreadCache, kCpuId, kMmCid };
+extern FrontEnd g_front_end;
+
+inline void* AllocateClass(uint32_t cls) {
+  void* p;
+  if (g_front_end == FrontEnd::kMmCid) {
+    p = CpuCache::Pop<rseq::IndexMode::kMmCid>(cls);
+  } else if (g_front_end == FrontEnd::kCpuId) {
+    p = CpuCache::Pop<rseq::IndexMode::kCpuId>(cls);
+  } else {
+    p = tls_thread_cache->Pop(cls);
+  }
+  if (__builtin_expect(p != nullptr, 1)) return p;
+  return AllocateSmallSlow(cls);
+}
+
+// Returns a block of at least `size` bytes aligned to 16, or nullptr with
+// errno = ENOMEM.
+inline void* Allocate(size_t size) {
+  if (__builtin_expect(size <= kMaxSmallSize, 1)) return AllocateClass(SizeToClass(size));
+  return AllocateLargeSlow(size, kPageSize);
+}
+
+// `align` is a power of two. nullptr with errno = ENOMEM on failure.
+void* AllocateAligned(size_t size, size_t align);
+
+inline void FreeSmall(void* p, uint32_t cls) {
+  bool done;
+  if (g_front_end == FrontEnd::kMmCid) {
+    done = CpuCache::Push<rseq::IndexMode::kMmCid>(cls, p);
+  } else if (g_front_end == FrontEnd::kCpuId) {
+    done = CpuCache::Push<rseq::IndexMode::kCpuId>(cls, p);
+  } else {
+    done = tls_thread_cache->Push(cls, p);
+  }
+  if (__builtin_expect(done, 1)) return;
+  FreeSlow(p, cls);
+}
+
+// Any pointer: null is a no-op; a pointer we do not own is reported.
+inline void Free(void* p) {
+  uint32_t cls = ClassifyPointer(p);
+  if (__builtin_expect(cls - 1 < kNumClasses - 1, 1)) return FreeSmall(p, cls);
+  FreeSlow(p, cls);
+}
+
+// free_sized / sized delete: `size` is what was asked for (or anything up to
+// the usable size). Checked against the pagemap: a wrong size is reported.
+void FreeSized(void* p, size_t size, size_t align);
+
+// Bytes usable at p (0 for null); aborts on a pointer we do not own.
+size_t CheckedUsableSize(const void* p);
+
+// Mode actually in use by the calling thread: "cpu", "cid", "thread", "none".
+const char* ActiveModeName();
+
+// Starts the allocator if nothing did yet (also called before main).
+void EnsureInitialized();
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_FRONTEND_FRONTEND_H_

@@ -1,0 +1,89 @@
+#include "allocator/frontend/stats_report.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "allocator/base/log.h"
+#include "allocator/central_heap.h"
+#include "allocator/frontend/frontend.h"
+#include "allocator/frontend/thread_cache.h"
+#include "allocator/spinlock.h"
+#include "rseq/restarts.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Too big for a thread's stack in a signal handler or a small thread: one
+// snapshot buffer, used under its own lock.
+CentralStats g_report_central;
+SpinLock g_report_lock;
+
+void Line(LogLine& line, const char* label, uint64_t bytes, int fd) {
+  line.Str("  ").Str(label);
+  for (size_t n = strlen(label); n < 28; ++n) line.Str(" ");
+  line.Dec(bytes).Str(" bytes (");
+  line.Fixed(bytes * 100 / (1024 * 1024), 2).Str(" MiB)\n").Flush(fd);
+}
+
+}  // namespace
+
+void CollectStats(AllocatorStats* out, CentralStats* central) {
+  GetCentralStats(central);
+  ThreadCache::Totals threads = ThreadCache::GetTotals();
+  FrontEndTotals cpus = GetCpuCacheTotals();
+
+  *out = AllocatorStats{};
+  out->mode = ActiveModeName();
+  out->front_end_cached_bytes = threads.cached_bytes + cpus.cached_bytes;
+  out->front_end_hits = threads.hits + cpus.hits;
+  out->front_end_misses = threads.misses + cpus.misses;
+  // Objects sitting in front-end caches were handed out by RemoveBatch, so
+  // the central heap counts them as in use; the program does not have them.
+  uint64_t small = central->small_in_use_bytes;
+  out->small_in_use_bytes =
+      small > out->front_end_cached_bytes ? small - out->front_end_cached_bytes : 0;
+  out->large_in_use_bytes = central->large_in_use_bytes;
+  out->in_use_bytes = out->small_in_use_bytes + out->large_in_use_bytes;
+  out->transfer_cache_bytes = central->transfer_cache_bytes;
+  out->central_free_bytes = central->central_free_bytes;
+  out->span_waste_bytes = central->span_waste_bytes;
+  out->page_heap_free_bytes = central->page_heap_free_bytes;
+  out->returned_bytes = central->page_heap_returned_bytes;
+  out->unused_reserved_bytes = central->system_unused_bytes;
+  out->metadata_bytes = central->metadata_bytes;
+  out->total_mapped_bytes = central->system_reserved_bytes + central->metadata_bytes;
+  out->rseq_restarts = rseq::RestartCount();
+  out->released_bytes_total = central->system_released_bytes_total;
+}
+
+void PrintStatsReport(int fd) {
+  SpinLockHolder hold(&g_report_lock);
+  AllocatorStats s;
+  CollectStats(&s, &g_report_central);
+  LogLine line;
+  line.Str("rseqmalloc statistics: pid ").Dec(static_cast<uint64_t>(getpid()))
+      .Str(", mode ").Str(s.mode).Str("\n").Flush(fd);
+  Line(line, "in use by the program", s.in_use_bytes, fd);
+  Line(line, "  small objects", s.small_in_use_bytes, fd);
+  Line(line, "  large blocks", s.large_in_use_bytes, fd);
+  Line(line, "front-end caches", s.front_end_cached_bytes, fd);
+  Line(line, "transfer caches", s.transfer_cache_bytes, fd);
+  Line(line, "central free lists", s.central_free_bytes, fd);
+  Line(line, "slab tail waste", s.span_waste_bytes, fd);
+  Line(line, "page heap free", s.page_heap_free_bytes, fd);
+  Line(line, "returned to the OS", s.returned_bytes, fd);
+  Line(line, "reserved, not yet used", s.unused_reserved_bytes, fd);
+  Line(line, "metadata", s.metadata_bytes, fd);
+  Line(line, "total mapped", s.total_mapped_bytes, fd);
+  uint64_t calls = s.front_end_hits + s.front_end_misses;
+  line.Str("  front-end hit rate          ")
+      .Fixed(calls == 0 ? 0 : s.front_end_hits * 10000 / calls, 2)
+      .Str(" % (").Dec(s.front_end_hits).Str(" hits, ").Dec(s.front_end_misses)
+      .Str(" misses)\n").Flush(fd);
+  line.Str("  rseq restarts               ").Dec(s.rseq_restarts).Str("\n").Flush(fd);
+  line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
+      .Flush(fd);
+}
+
+}  // namespace rseqmalloc::internal

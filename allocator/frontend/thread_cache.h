@@ -1,0 +1,101 @@
+// Per-thread cache: the fallback front end, used when rseq is unavailable
+// (valgrind, seccomp, old kernels) or when RSEQMALLOC_CACHE=thread.
+//
+// One singly linked free list per size class, threaded through the free
+// objects themselves. A miss takes a batch from the transfer cache; an
+// overflow gives a batch back. Each list's capacity starts at one batch and
+// grows by a batch per miss up to a per-class bound; when the whole cache
+// passes its byte budget (RSEQMALLOC_THREAD_CACHE_BYTES) every list gives back
+// half. At thread exit the cache is flushed to the central heap.
+#ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_THREAD_CACHE_H_
+#define RSEQMALLOC_ALLOCATOR_FRONTEND_THREAD_CACHE_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/size_classes.h"
+
+namespace rseqmalloc::internal {
+
+class ThreadCache {
+ public:
+  // The calling thread's cache, created on first use (and installed in
+  // tls_thread_cache). Returns nullptr while
+  // the thread is being set up (a recursive malloc from pthread_setspecific)
+  // or when the cache cannot be created; callers then use the central heap.
+  static ThreadCache* Current();
+
+  // Fast path: pops a cached object of class `cls`, or nullptr on a miss.
+  void* Pop(uint32_t cls) {
+    FreeList& list = lists_[cls];
+    void* head = list.head;
+    if (__builtin_expect(head == nullptr, 0)) return nullptr;
+    list.head = *static_cast<void**>(head);
+    --list.length;
+    ++hits_;
+    return head;
+  }
+
+  // Fast path: caches `p`, or returns false when the list is at capacity.
+  bool Push(uint32_t cls, void* p) {
+    FreeList& list = lists_[cls];
+    if (__builtin_expect(list.length >= list.capacity, 0)) return false;
+    *static_cast<void**>(p) = list.head;
+    list.head = p;
+    ++list.length;
+    return true;
+  }
+
+  // Slow paths.
+  void* Refill(uint32_t cls);          // nullptr when out of memory
+  void Overflow(uint32_t cls, void* p);  // caches p after giving a batch back
+
+  // Returns every cached object to the central heap.
+  void Flush();
+
+  size_t CachedBytes() const;
+  uint64_t hits() const { return hits_; }
+  uint64_t misses() const { return misses_; }
+
+  // Totals over every live thread cache and those already flushed.
+  struct Totals {
+    size_t cached_bytes;
+    uint64_t hits;
+    uint64_t misses;
+    uint32_t live_caches;
+  };
+  static Totals GetTotals();
+
+  // pthread_atfork hooks: the registry lock must not be held across fork.
+  static void LockForFork();
+  static void UnlockAfterFork();
+
+ private:
+  struct FreeList {
+    void* head;
+    uint32_t length;
+    uint32_t capacity;
+  };
+
+  void Init();
+  void ReleaseBatch(uint32_t cls, uint32_t count);
+  void ScavengeIfOverBudget();
+  static void OnThreadExit(void* cache);
+
+  FreeList lists_[kNumClasses];
+  uint64_t hits_;
+  uint64_t misses_;
+  ThreadCache* next_;  // registry of live caches, for statistics
+  ThreadCache* prev_;
+};
+
+// Objects nobody may write: every list empty with capacity 0.
+extern ThreadCache g_empty_thread_cache;
+
+// The thread's cache once Current() created it; the empty cache before that,
+// after the thread's exit, and in modes that do not use thread caches.
+extern __attribute__((tls_model("initial-exec"))) thread_local ThreadCache* tls_thread_cache;
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_FRONTEND_THREAD_CACHE_H_
