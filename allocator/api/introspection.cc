@@ -81,10 +81,8 @@ void MallocStats() {
 
 // The same figures as the report, as the XML element malloc_info promises.
 int MallocInfo(int options, FILE* out) {
-  if (options != 0 || out == nullptr) {
-    errno = EINVAL;
-    return -1;
-  }
+  if (options != 0) return EINVAL;  // glibc returns the error, errno untouched
+  if (out == nullptr) return -1;
   EnsureInitialized();
   AllocatorStats s = Snapshot();
   int fd = fileno(out);

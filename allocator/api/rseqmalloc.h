@@ -13,7 +13,8 @@ extern "C" {
    "none". */
 const char* rseqmalloc_mode(void);
 
-/* 1 if p is the start of a live block of ours, else 0. Never aborts. */
+/* 1 if p is the start of a block of ours (for a large block: a live one;
+   a small object may be in a cache, free), else 0. Never aborts. */
 int rseqmalloc_owns(const void* p);
 
 /* Writes the human-readable statistics report to file descriptor fd. */

@@ -1,0 +1,172 @@
+#include "allocator/central_heap.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "allocator/arena.h"
+#include "allocator/central_freelist.h"
+#include "allocator/page_heap.h"
+#include "allocator/spinlock.h"
+#include "allocator/system.h"
+#include "allocator/transfer_cache.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Beyond this a byte count cannot name pages inside a 48-bit address space.
+constexpr size_t kMaxLargeBytes = size_t{1} << (kAddressBits - 1);
+
+constinit SpinLock g_init_lock;
+constinit std::atomic<bool> g_initialized{false};
+constinit PageHeap g_page_heap;
+constinit CentralFreeList g_central[kNumClasses];
+constinit TransferCache g_transfer[kNumClasses];
+
+[[gnu::noinline, gnu::cold]] void InitSlow() {
+  SpinLockHolder h(&g_init_lock);
+  if (g_initialized.load(std::memory_order_relaxed)) return;
+  size_t total_slots = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    total_slots += static_cast<size_t>(TransferCache::CapacityFor(cls));
+  }
+  void** slots = static_cast<void**>(ArenaAlloc(total_slots * sizeof(void*)));
+  if (slots == nullptr) Crash("cannot map memory for the transfer caches");
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    g_central[cls].Init(cls, &g_page_heap);
+    g_transfer[cls].Init(cls, &g_central[cls], slots);
+    slots += TransferCache::CapacityFor(cls);
+  }
+  g_initialized.store(true, std::memory_order_release);
+}
+
+bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
+
+}  // namespace
+
+void InitCentralHeap() {
+  if (__builtin_expect(!g_initialized.load(std::memory_order_acquire), 0)) InitSlow();
+}
+
+int RemoveBatch(uint32_t cls, void** out, int n) {
+  InitCentralHeap();
+  if (!ValidClass(cls) || n <= 0) return 0;
+  return g_transfer[cls].RemoveRange(out, n);
+}
+
+void InsertBatch(uint32_t cls, void* const* items, int n) {
+  InitCentralHeap();
+  if (!ValidClass(cls)) Crash("InsertBatch: invalid size class");
+  if (n <= 0) return;
+  g_transfer[cls].InsertRange(items, n);
+}
+
+void* AllocateLarge(size_t size, size_t align) {
+  InitCentralHeap();
+  if (align < kPageSize) align = kPageSize;
+  if ((align & (align - 1)) != 0 || align > kMaxLargeBytes || size > kMaxLargeBytes) {
+    return nullptr;
+  }
+  size_t pages = size == 0 ? 1 : (size + kPageSize - 1) >> kPageShift;
+  Span* span = g_page_heap.New(pages, kLargeClass, align >> kPageShift);
+  return span == nullptr ? nullptr : span->start();
+}
+
+void FreeLarge(void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  Span* span = g_pagemap.GetSpan(a >> kPageShift);
+  if (span == nullptr || span->start_address() != a || span->size_class != kLargeClass ||
+      span->location != SpanLocation::kInUse || span->owner != &g_page_heap) {
+    CrashWithPointer("free(): invalid pointer (not the start of a live large block)", p);
+  }
+  g_page_heap.Delete(span);
+}
+
+size_t UsableSize(const void* p) {
+  uint32_t cls = ClassifyPointer(p);
+  if (cls == kNotOurs) return 0;
+  if (cls != kLargeClass) return ClassToSize(cls);
+  Span* span = g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift);
+  return span == nullptr ? 0 : span->bytes();
+}
+
+void ReleaseFreeMemory() {
+  InitCentralHeap();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Drain();
+  g_page_heap.ReleaseAll();
+}
+
+void SetPageHeapFreeCap(size_t bytes) { g_page_heap.SetFreeCap(bytes); }
+size_t PageHeapFreeCap() { return g_page_heap.free_cap(); }
+
+void GetCentralStats(CentralStats* out) {
+  InitCentralHeap();
+  memset(out, 0, sizeof(*out));
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
+  g_page_heap.Lock();
+
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    CentralFreeListStats c;
+    TransferCacheStats t;
+    g_central[cls].GetStatsLocked(&c);
+    g_transfer[cls].GetStatsLocked(&t);
+    CentralClassStats& k = out->per_class[cls];
+    size_t size = ClassToSize(cls);
+    size_t span_bytes = ClassToPages(cls) * kPageSize;
+    k.size = size;
+    k.spans = c.spans;
+    k.span_bytes = c.spans * span_bytes;
+    k.central_free_objects = c.free_objects;
+    k.transfer_objects = t.objects;
+    k.in_use_objects = static_cast<uint64_t>(t.outstanding);
+    out->central_free_bytes += k.central_free_objects * size;
+    out->transfer_cache_bytes += k.transfer_objects * size;
+    out->small_in_use_bytes += k.in_use_objects * size;
+    out->span_waste_bytes += c.spans * (span_bytes % size);
+  }
+  PageHeapStats ph;
+  g_page_heap.GetStatsLocked(&ph);
+  // The page heap's lock keeps it from growing, so the system's counters
+  // match its own here.
+  SystemStats sys;
+  GetSystemStats(&sys);
+  ArenaStats arena;
+  GetArenaStats(&arena);
+
+  g_page_heap.Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+
+  out->system_reserved_bytes = sys.reserved_bytes;
+  out->system_unused_bytes = sys.reserved_bytes - sys.handed_out_bytes;
+  out->system_released_bytes_total = sys.released_bytes_total;
+  out->page_heap_bytes = ph.total_bytes;
+  out->small_span_bytes = ph.small_in_use_bytes;
+  out->large_in_use_bytes = ph.large_in_use_bytes;
+  out->page_heap_free_bytes = ph.free_backed_bytes;
+  out->page_heap_returned_bytes = ph.free_returned_bytes;
+  out->page_heap_free_cap_bytes = g_page_heap.free_cap();
+  out->free_spans = ph.free_spans;
+  out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();
+  out->spans_metadata = arena.spans_in_use;
+}
+
+void LockAllForFork() {
+  g_init_lock.Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
+  g_page_heap.Lock();
+  ArenaLockForFork();
+  SystemLockForFork();
+}
+
+void UnlockAllAfterFork() {
+  SystemUnlockAfterFork();
+  ArenaUnlockAfterFork();
+  g_page_heap.Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+  g_init_lock.Unlock();
+}
+
+}  // namespace rseqmalloc::internal

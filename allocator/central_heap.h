@@ -1,0 +1,93 @@
+// The central heap: everything below the per-CPU / per-thread front end.
+//
+// Call tree (small objects; large ones go straight to the page heap):
+//
+//   RemoveBatch(cls)                     InsertBatch(cls)
+//     TransferCache::RemoveRange           TransferCache::InsertRange
+//       (hit: copy from the stack)           (room: push onto the stack)
+//       CentralFreeList::RemoveRange         CentralFreeList::InsertRange
+//         pop / carve from a slab              push to the slab's list;
+//         PageHeap::New (new slab)             empty slab -> PageHeap::Delete
+//           FindFree -> Carve / Grow             MergeAndInsert, EnforceCap
+//             SystemAlloc (64 MiB chunks)          SystemRelease (madvise)
+//
+//   AllocateLarge -> PageHeap::New(pages, kLargeClass, align)
+//   FreeLarge     -> PageHeap::Delete
+//   free()'s lookup: ClassifyPointer -> PageMap class byte (two loads)
+//
+// Lock order (LockAllForFork takes them this way): init, transfer caches
+// (class 1 up), central free lists (class 1 up), page heap, arena, system.
+// No path takes a lock while holding one later in that order.
+//
+// Everything works before main: all state is constant-initialised and
+// InitCentralHeap (idempotent, cheap after the first call) finishes it.
+// Every entry point below calls it, so calling it first is optional.
+//
+// What ClassifyPointer cannot tell: it answers per page, so any address inside
+// a small-object slab, including an interior pointer or an object that is
+// already free (double free), reports the slab's class; InsertBatch catches
+// some of those (an object whose slab has no objects out crashes with a
+// message) but not all. It does tell apart unknown memory, free pages, and
+// interior pointers of large allocations (all kNotOurs).
+#ifndef RSEQMALLOC_ALLOCATOR_CENTRAL_HEAP_H_
+#define RSEQMALLOC_ALLOCATOR_CENTRAL_HEAP_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/central_stats.h"
+#include "allocator/pagemap.h"
+#include "allocator/size_classes.h"
+
+namespace rseqmalloc::internal {
+
+// Idempotent, thread-safe, never allocates through malloc.
+void InitCentralHeap();
+
+// Fills out[0..n) with objects of class cls (1 <= cls < kNumClasses) and
+// returns how many: n unless memory ran out part way, 0 when none could be had
+// (or cls / n is invalid). Objects are not zeroed.
+int RemoveBatch(uint32_t cls, void** out, int n);
+// Returns n objects of class cls, each obtained from RemoveBatch(cls).
+void InsertBatch(uint32_t cls, void* const* items, int n);
+
+// Whole pages for sizes above kMaxSmallSize or alignments above kPageSize.
+// align is a power of two (0 and values below kPageSize mean kPageSize);
+// the result is align-aligned. size 0 gets one page. nullptr on OOM or for an
+// impossible size / alignment.
+void* AllocateLarge(size_t size, size_t align);
+// p must be exactly what AllocateLarge returned; anything else crashes with
+// a message (it would corrupt the heap otherwise).
+void FreeLarge(void* p);
+
+// The size class (1..kNumClasses-1) of a pointer into a small-object slab,
+// kLargeClass for the start of an in-use large allocation, kNotOurs otherwise.
+inline uint32_t ClassifyPointer(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  uint32_t c = g_pagemap.ClassOfAddress(a);
+  if (c - 1 < kNumClasses - 1) return c;  // 0 wraps around and fails
+  if (c == kLargeClass && (a & (kPageSize - 1)) == 0) return kLargeClass;
+  return kNotOurs;
+}
+
+// Bytes usable at p: the class size, or the large allocation's whole pages;
+// 0 when ClassifyPointer says kNotOurs.
+size_t UsableSize(const void* p);
+
+// malloc_trim(0): drains the transfer caches and returns every free page.
+void ReleaseFreeMemory();
+
+// Release threshold for free resident pages (see page_heap.h); default 16 MiB.
+void SetPageHeapFreeCap(size_t bytes);
+size_t PageHeapFreeCap();
+
+void GetCentralStats(CentralStats* out);
+
+// pthread_atfork handlers: prepare takes every central lock in the order
+// above; parent and child both release them.
+void LockAllForFork();
+void UnlockAllAfterFork();
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_CENTRAL_HEAP_H_

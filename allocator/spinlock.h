@@ -1,0 +1,68 @@
+// A small futex-based lock for the central heap.
+//
+// Why not pthread_mutex: this lock must be usable before main and inside
+// malloc itself, must be constant-initialised (so a zero-filled global is an
+// unlocked lock), and must survive fork: the child of a forking thread that
+// held every lock (LockAllForFork) simply unlocks them, which is valid here
+// because the lock has no owner or waiter list, only a state word.
+//
+// States: 0 unlocked, 1 locked, 2 locked and a thread may sleep in futex.
+// Acquire spins briefly (critical sections are short) and then sleeps.
+#ifndef RSEQMALLOC_ALLOCATOR_SPINLOCK_H_
+#define RSEQMALLOC_ALLOCATOR_SPINLOCK_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace rseqmalloc::internal {
+
+class SpinLock {
+ public:
+  constexpr SpinLock() = default;
+  SpinLock(const SpinLock&) = delete;
+  SpinLock& operator=(const SpinLock&) = delete;
+
+  void Lock() {
+    uint32_t expected = 0;
+    if (__builtin_expect(state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                                        std::memory_order_relaxed),
+                         1)) {
+      return;
+    }
+    SlowLock();
+  }
+
+  bool TryLock() {
+    uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+
+  void Unlock() {
+    if (__builtin_expect(state_.exchange(0, std::memory_order_release) == 2, 0)) Wake();
+  }
+
+  // For tests and assertions only: racy by nature.
+  bool IsHeld() const { return state_.load(std::memory_order_relaxed) != 0; }
+
+ private:
+  void SlowLock();
+  void Wake();
+
+  std::atomic<uint32_t> state_{0};
+};
+
+class SpinLockHolder {
+ public:
+  explicit SpinLockHolder(SpinLock* lock) : lock_(lock) { lock_->Lock(); }
+  ~SpinLockHolder() { lock_->Unlock(); }
+  SpinLockHolder(const SpinLockHolder&) = delete;
+  SpinLockHolder& operator=(const SpinLockHolder&) = delete;
+
+ private:
+  SpinLock* lock_;
+};
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_SPINLOCK_H_
