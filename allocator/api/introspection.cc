@@ -10,21 +10,9 @@
 #include "allocator/frontend/frontend.h"
 #include "allocator/frontend/stats_report.h"
 #include "allocator/frontend/thread_cache.h"
-#include "allocator/spinlock.h"
 
 namespace rseqmalloc::internal {
 namespace {
-
-// CentralStats is large (per-class arrays): keep it off the caller's stack.
-SpinLock g_snapshot_lock;
-CentralStats g_central;
-
-AllocatorStats Snapshot() {
-  SpinLockHolder hold(&g_snapshot_lock);
-  AllocatorStats s;
-  CollectStats(&s, &g_central);
-  return s;
-}
 
 int Clamp(uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 
@@ -36,7 +24,7 @@ int Clamp(uint64_t v) { return v > INT_MAX ? INT_MAX : static_cast<int>(v); }
 // large blocks, keepcost the free memory malloc_trim could return.
 struct mallinfo2 MallInfo2() {
   EnsureInitialized();
-  AllocatorStats s = Snapshot();
+  AllocatorStats s = SnapshotStats();
   struct mallinfo2 mi = {};
   mi.arena = s.total_mapped_bytes;
   mi.ordblks = 0;
@@ -66,11 +54,11 @@ struct mallinfo MallInfo() {
 // released, as glibc.
 int MallocTrim(size_t /*pad*/) {
   EnsureInitialized();
-  AllocatorStats before = Snapshot();
+  AllocatorStats before = SnapshotStats();
   CpuCache::DrainAll();
   if (ThreadCache* cache = ThreadCache::Current()) cache->Flush();
   ReleaseFreeMemory();
-  AllocatorStats after = Snapshot();
+  AllocatorStats after = SnapshotStats();
   return after.returned_bytes > before.returned_bytes ? 1 : 0;
 }
 
@@ -84,7 +72,7 @@ int MallocInfo(int options, FILE* out) {
   if (options != 0) return EINVAL;  // glibc returns the error, errno untouched
   if (out == nullptr) return -1;
   EnsureInitialized();
-  AllocatorStats s = Snapshot();
+  AllocatorStats s = SnapshotStats();
   int fd = fileno(out);
   if (fd < 0) return -1;
   fflush(out);  // keep whatever the caller wrote before ours

@@ -20,6 +20,32 @@ int rseqmalloc_owns(const void* p);
 /* Writes the human-readable statistics report to file descriptor fd. */
 void rseqmalloc_stats_print(int fd);
 
+/* Every figure of the report. The byte counts from in_use_bytes down to
+   metadata_bytes add up to total_mapped_bytes (exactly when no other thread
+   is allocating while the snapshot is taken). */
+struct rseqmalloc_stats {
+  const char* mode;                /* "cpu", "cid", "thread" or "none" */
+  uint64_t in_use_bytes;           /* held by the program */
+  uint64_t small_in_use_bytes;     /*   of which small objects */
+  uint64_t large_in_use_bytes;     /*   of which large blocks */
+  uint64_t front_end_cached_bytes; /* per-CPU or per-thread caches */
+  uint64_t transfer_cache_bytes;
+  uint64_t central_free_bytes;
+  uint64_t span_waste_bytes;       /* slab tails no object fits in */
+  uint64_t page_heap_free_bytes;   /* free pages still resident */
+  uint64_t returned_bytes;         /* free pages returned to the OS */
+  uint64_t unused_reserved_bytes;  /* reserved, never used yet */
+  uint64_t metadata_bytes;
+  uint64_t total_mapped_bytes;
+  uint64_t front_end_hits;
+  uint64_t front_end_misses;
+  uint64_t rseq_restarts;          /* aborted critical sections, process-wide */
+  uint64_t released_bytes_total;   /* cumulative bytes returned with madvise */
+};
+
+/* Fills *out. Returns 0, or -1 when out is NULL. */
+int rseqmalloc_get_stats(struct rseqmalloc_stats* out);
+
 #ifdef __cplusplus
 }
 #endif

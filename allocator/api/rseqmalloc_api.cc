@@ -30,4 +30,29 @@ __attribute__((visibility("default"))) void rseqmalloc_stats_print(int fd) {
   in::PrintStatsReport(fd);
 }
 
+__attribute__((visibility("default"))) int rseqmalloc_get_stats(struct rseqmalloc_stats* out) {
+  if (out == nullptr) return -1;
+  in::EnsureInitialized();
+  in::AllocatorStats s = in::SnapshotStats();
+  static_assert(sizeof(in::AllocatorStats) == sizeof(struct rseqmalloc_stats));
+  *out = rseqmalloc_stats{s.mode,
+                          s.in_use_bytes,
+                          s.small_in_use_bytes,
+                          s.large_in_use_bytes,
+                          s.front_end_cached_bytes,
+                          s.transfer_cache_bytes,
+                          s.central_free_bytes,
+                          s.span_waste_bytes,
+                          s.page_heap_free_bytes,
+                          s.returned_bytes,
+                          s.unused_reserved_bytes,
+                          s.metadata_bytes,
+                          s.total_mapped_bytes,
+                          s.front_end_hits,
+                          s.front_end_misses,
+                          s.rseq_restarts,
+                          s.released_bytes_total};
+  return 0;
+}
+
 }  // extern "C"

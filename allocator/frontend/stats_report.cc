@@ -14,10 +14,8 @@
 namespace rseqmalloc::internal {
 namespace {
 
-// Too big for a thread's stack in a signal handler or a small thread: one
-// snapshot buffer, used under its own lock.
-CentralStats g_report_central;
-SpinLock g_report_lock;
+SpinLock g_snapshot_lock;
+CentralStats g_snapshot_central;  // guarded by g_snapshot_lock
 
 void Line(LogLine& line, const char* label, uint64_t bytes, int fd) {
   line.Str("  ").Str(label);
@@ -25,8 +23,6 @@ void Line(LogLine& line, const char* label, uint64_t bytes, int fd) {
   line.Dec(bytes).Str(" bytes (");
   line.Fixed(bytes * 100 / (1024 * 1024), 2).Str(" MiB)\n").Flush(fd);
 }
-
-}  // namespace
 
 void CollectStats(AllocatorStats* out, CentralStats* central) {
   GetCentralStats(central);
@@ -57,10 +53,17 @@ void CollectStats(AllocatorStats* out, CentralStats* central) {
   out->released_bytes_total = central->system_released_bytes_total;
 }
 
-void PrintStatsReport(int fd) {
-  SpinLockHolder hold(&g_report_lock);
+}  // namespace
+
+AllocatorStats SnapshotStats() {
+  SpinLockHolder hold(&g_snapshot_lock);
   AllocatorStats s;
-  CollectStats(&s, &g_report_central);
+  CollectStats(&s, &g_snapshot_central);
+  return s;
+}
+
+void PrintStatsReport(int fd) {
+  AllocatorStats s = SnapshotStats();
   LogLine line;
   line.Str("rseqmalloc statistics: pid ").Dec(static_cast<uint64_t>(getpid()))
       .Str(", mode ").Str(s.mode).Str("\n").Flush(fd);

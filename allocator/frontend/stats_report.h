@@ -31,9 +31,9 @@ struct AllocatorStats {
   uint64_t released_bytes_total;    // cumulative bytes given back with madvise
 };
 
-// Fills `out`. `central` receives the central heap's own snapshot (with the
-// per-class figures) when not null.
-void CollectStats(AllocatorStats* out, CentralStats* central);
+// One consistent snapshot of every layer (CentralStats is too large for a
+// small thread's stack, so the snapshot uses one static buffer under a lock).
+AllocatorStats SnapshotStats();
 
 // Writes the report to `fd` with write(2).
 void PrintStatsReport(int fd);
