@@ -39,6 +39,9 @@ constexpr OptionSpec kSpecs[] = {
     {"RSEQMALLOC_ABORT_ON_INVALID_FREE", Kind::kBool, "0 or 1",
      "abort (1) or ignore with a message (0) on a detected invalid free",
      offsetof(Options, abort_on_invalid_free)},
+    {"RSEQMALLOC_CHECK_SIZED_FREE", Kind::kBool, "0 or 1",
+     "check sized frees against the pagemap (1) or trust the size (0)",
+     offsetof(Options, check_sized_free)},
 };
 
 struct ModeName {

@@ -30,6 +30,7 @@ struct Options {
   bool stats_at_exit = false;
   bool verbose = false;
   bool abort_on_invalid_free = true;
+  bool check_sized_free = false;
 };
 
 // Parsed on first call (thread-safe, idempotent); never allocates.

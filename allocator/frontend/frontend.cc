@@ -82,6 +82,9 @@ void* OutOfMemory() {
 }  // namespace
 
 FrontEnd g_front_end = FrontEnd::kThreadCache;
+// Until initialisation nothing could have been allocated, so any sized free
+// then is of a foreign pointer: check it.
+bool g_check_sized_free = true;
 
 void EnsureInitialized() {
   if (__builtin_expect(g_ready.load(std::memory_order_acquire), 1)) return;
@@ -97,6 +100,7 @@ void EnsureInitialized() {
       CacheMode mode = ResolveMode(options.cache);
       g_mode.store(mode, std::memory_order_relaxed);
       g_front_end = FrontEndFor(mode);
+      g_check_sized_free = options.check_sized_free;
       g_ready.store(true, std::memory_order_release);
     }
   }
@@ -171,7 +175,8 @@ void* AllocateAligned(size_t size, size_t align) {
   return AllocateLargeSlow(size, align < kPageSize ? kPageSize : align);
 }
 
-void FreeSized(void* p, size_t size, size_t align) {
+// Large blocks, null, and every sized free under RSEQMALLOC_CHECK_SIZED_FREE.
+void FreeSizedChecked(void* p, size_t size, size_t align) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) {
     uint32_t expected = 0;

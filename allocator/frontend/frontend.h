@@ -87,9 +87,20 @@ inline void Free(void* p) {
   FreeSlow(p, cls);
 }
 
-// free_sized / sized delete: `size` is what was asked for (or anything up to
-// the usable size). Checked against the pagemap: a wrong size is reported.
-void FreeSized(void* p, size_t size, size_t align);
+[[gnu::noinline, gnu::cold]] void FreeSizedChecked(void* p, size_t size, size_t align);
+extern bool g_check_sized_free;
+
+// free_sized / sized delete: `size` is what was asked for. The class comes
+// from the size alone, with no pagemap lookup (a wrong size is the caller's
+// undefined behaviour, as in tcmalloc); RSEQMALLOC_CHECK_SIZED_FREE=1 checks
+// it against the pagemap instead and reports a mismatch.
+inline void FreeSized(void* p, size_t size, size_t align) {
+  if (__builtin_expect(size <= kMaxSmallSize && p != nullptr && !g_check_sized_free, 1)) {
+    uint32_t cls = align <= 16 ? SizeToClass(size) : SizeToClassAligned(size, align);
+    if (__builtin_expect(cls != 0, 1)) return FreeSmall(p, cls);
+  }
+  FreeSizedChecked(p, size, align);
+}
 
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);
