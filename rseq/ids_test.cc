@@ -1,0 +1,77 @@
+// Properties of the ids the kernel publishes, as seen through ids.h.
+
+#include "rseq/ids.h"
+
+#include <sched.h>
+#include <time.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "gtest/gtest.h"
+#include "rseq/cpus.h"
+#include "rseq/registration.h"
+#include "rseq/test_util.h"
+
+namespace rseq {
+namespace {
+
+std::int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+
+// mm_cid keeps the number of ids near the number of CPUs the process can
+// use, however many threads it has: 8 busy threads on this machine's CPUs
+// must only ever see ids below the allowed-CPU count.
+TEST(IdsTest, MmCidStaysBelowAllowedCpuCount) {
+  if (!MmCidSupported()) GTEST_SKIP() << "kernel without mm_cid";
+  const int allowed = AllowedCpuCount();
+  const int possible = NumPossibleCpus();
+  std::atomic<int> max_cid{-1};
+  std::atomic<int> bad_cpu{0};
+  std::atomic<std::int64_t> samples{0};
+  testing::RunThreads(8, [&](int) {
+    ASSERT_NE(RegisterCurrentThread(), Registration::kUnavailable);
+    int local_max = -1;
+    std::int64_t n = 0;
+    const std::int64_t deadline = NowNs() + 400 * 1000 * 1000;
+    while (NowNs() < deadline) {
+      for (int i = 0; i < 1000; ++i, ++n) {
+        int cid = MmCid();
+        int cpu = CpuId();
+        if (cid > local_max) local_max = cid;
+        if (cpu < 0 || cpu >= possible) bad_cpu.fetch_add(1);
+      }
+    }
+    samples.fetch_add(n);
+    int seen = max_cid.load();
+    while (local_max > seen && !max_cid.compare_exchange_weak(seen, local_max)) {
+    }
+  });
+  EXPECT_GT(samples.load(), 0);
+  EXPECT_GE(max_cid.load(), 0);
+  EXPECT_LT(max_cid.load(), allowed);
+  EXPECT_EQ(bad_cpu.load(), 0);
+}
+
+TEST(IdsTest, NodeIdIsAnOnlineNode) {
+  if (!NodeIdSupported()) GTEST_SKIP() << "kernel without node_id";
+  ASSERT_NE(RegisterCurrentThread(), Registration::kUnavailable);
+  EXPECT_GE(NodeId(), 0);
+  EXPECT_LT(NodeId(), 1024);
+}
+
+// The readers and the registration code agree on where the area is.
+TEST(IdsTest, ReadersUseTheRegisteredArea) {
+  ASSERT_NE(RegisterCurrentThread(), Registration::kUnavailable);
+  testing::ScopedPinToCurrentCpu pin;
+  const Rseq* area = internal::ThreadArea();
+  EXPECT_EQ(area->cpu_id, CpuId());
+  EXPECT_EQ(static_cast<int>(area->mm_cid), MmCid());
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(area) % 32, 0u);
+}
+
+}  // namespace
+}  // namespace rseq
