@@ -167,11 +167,8 @@ void FreeSlow(void* p, uint32_t cls) {
 }
 
 void* AllocateAligned(size_t size, size_t align) {
-  if (align <= 16) return Allocate(size);  // every size class is 16-aligned
-  if (size <= kMaxSmallSize && align <= 4096) {
-    uint32_t cls = SizeToClassAligned(size, align);
-    if (cls != 0) return AllocateClass(cls);
-  }
+  uint32_t cls = ClassFor(size, align);
+  if (cls != 0) return AllocateClass(cls);
   return AllocateLargeSlow(size, align < kPageSize ? kPageSize : align);
 }
 
@@ -179,14 +176,10 @@ void* AllocateAligned(size_t size, size_t align) {
 void FreeSizedChecked(void* p, size_t size, size_t align) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) {
-    uint32_t expected = 0;
-    if (size <= kMaxSmallSize) {
-      expected = align <= 16 ? SizeToClass(size) : SizeToClassAligned(size, align);
-    }
-    if (expected != cls) return ReportInvalid("free_sized(): wrong size for pointer", p);
+    if (ClassFor(size, align) != cls) return ReportInvalid("free_sized(): wrong size for pointer", p);
     return FreeSmall(p, cls);
   }
-  if (cls == kLargeClass && (size > CheckedUsableSize(p) || (size <= kMaxSmallSize && align <= 16))) {
+  if (cls == kLargeClass && (size > CheckedUsableSize(p) || ClassFor(size, align) != 0)) {
     // A large block whose size would have been served from a class, or
     // does not fit in it, cannot be the block the caller describes.
     return ReportInvalid("free_sized(): wrong size for pointer", p);

@@ -64,6 +64,14 @@ inline void* Allocate(size_t size) {
   return AllocateLargeSlow(size, kPageSize);
 }
 
+// The class an allocation of (size, align) is served from, 0 for the large
+// path. Allocation and sized free both use it, so they always agree.
+inline uint32_t ClassFor(size_t size, size_t align) {
+  if (size > kMaxSmallSize) return 0;
+  if (align <= 16) return SizeToClass(size);  // every class is 16-aligned
+  return align <= 4096 ? SizeToClassAligned(size, align) : 0;
+}
+
 // `align` is a power of two. nullptr with errno = ENOMEM on failure.
 void* AllocateAligned(size_t size, size_t align);
 
@@ -95,8 +103,8 @@ extern bool g_check_sized_free;
 // undefined behaviour, as in tcmalloc); RSEQMALLOC_CHECK_SIZED_FREE=1 checks
 // it against the pagemap instead and reports a mismatch.
 inline void FreeSized(void* p, size_t size, size_t align) {
-  if (__builtin_expect(size <= kMaxSmallSize && p != nullptr && !g_check_sized_free, 1)) {
-    uint32_t cls = align <= 16 ? SizeToClass(size) : SizeToClassAligned(size, align);
+  if (__builtin_expect(p != nullptr && !g_check_sized_free, 1)) {
+    uint32_t cls = ClassFor(size, align);
     if (__builtin_expect(cls != 0, 1)) return FreeSmall(p, cls);
   }
   FreeSizedChecked(p, size, align);

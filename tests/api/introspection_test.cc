@@ -1,0 +1,173 @@
+// Statistics and tuning entry points: mallinfo, mallinfo2, malloc_stats,
+// malloc_info, mallopt, malloc_trim.
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/api/api_declarations.h"
+#include "tests/util/test_util.h"
+
+namespace rseqmalloc_test {
+namespace {
+
+constexpr size_t kMiB = size_t{1} << 20;
+// 10 MiB live as many small blocks: glibc counts mmapped (large) blocks in
+// hblkhd, not in arena / uordblks, so small blocks are the portable probe.
+constexpr size_t kBlockSize = 256;
+constexpr size_t kBlocks = 10 * kMiB / kBlockSize;
+
+std::string ReadAll(int fd) {
+  std::string out;
+  lseek(fd, 0, SEEK_SET);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
+  return out;
+}
+
+// Runs fn with file descriptor 2 sent to a temporary file; returns the text.
+template <typename Fn>
+std::string CaptureStderr(Fn fn) {
+  char path[] = "/tmp/rseqmalloc_stderr_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return "<mkstemp failed>";
+  unlink(path);
+  fflush(stderr);
+  int saved = dup(2);
+  dup2(fd, 2);
+  fn();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::string text = ReadAll(fd);
+  close(fd);
+  return text;
+}
+
+std::vector<void*> AllocateLive() {
+  std::vector<void*> blocks(kBlocks);
+  for (void*& p : blocks) {
+    p = malloc(kBlockSize);
+    std::memset(p, 0x42, kBlockSize);
+  }
+  return blocks;
+}
+
+TEST(Mallinfo2, CountsTenMebibytesLiveAndTheirRelease) {
+  struct mallinfo2 before = mallinfo2();
+  std::vector<void*> blocks = AllocateLive();
+  struct mallinfo2 live = mallinfo2();
+  EXPECT_GE(live.uordblks, before.uordblks + 9 * kMiB)
+      << "before " << before.uordblks << " live " << live.uordblks;
+  EXPECT_GE(live.arena, 10 * kMiB);
+  EXPECT_GE(live.arena, live.uordblks) << "in use exceeds what was obtained";
+  for (void* p : blocks) free(p);
+  struct mallinfo2 after = mallinfo2();
+  EXPECT_LE(after.uordblks + 9 * kMiB, live.uordblks)
+      << "live " << live.uordblks << " after free " << after.uordblks;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST(Mallinfo, IntFieldsTrackLiveBytes) {
+  struct mallinfo before = mallinfo();
+  std::vector<void*> blocks = AllocateLive();
+  struct mallinfo live = mallinfo();
+  EXPECT_GE(static_cast<long>(live.uordblks),
+            static_cast<long>(before.uordblks) + static_cast<long>(9 * kMiB));
+  EXPECT_GE(live.arena, live.uordblks);
+  for (void* p : blocks) free(p);
+}
+#pragma GCC diagnostic pop
+
+TEST(MallocStats, WritesToStderr) {
+  void* keep = malloc(1000);
+  std::string text = CaptureStderr([] { malloc_stats(); });
+  free(keep);
+  EXPECT_FALSE(text.empty()) << "malloc_stats wrote nothing to stderr";
+}
+
+TEST(MallocInfo, WritesXml) {
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(malloc_info(0, f), 0);
+  fflush(f);
+  std::string text = ReadAll(fileno(f));
+  fclose(f);
+  size_t first = text.find_first_not_of(" \t\r\n");
+  ASSERT_NE(first, std::string::npos) << "malloc_info wrote nothing";
+  EXPECT_EQ(text[first], '<') << text;
+  EXPECT_NE(text.find("malloc"), std::string::npos) << text;
+  EXPECT_TRUE(text.find("</") != std::string::npos ||
+              text.find("/>") != std::string::npos)
+      << "no closing tag: " << text;
+}
+
+TEST(MallocInfo, NonZeroOptionsGiveEinval) {
+  // glibc reserves `options` and rejects anything but 0.
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(malloc_info(1, f), EINVAL);
+  fclose(f);
+}
+
+TEST(Mallopt, ReturnsZeroOrOneAndKeepsMallocWorking) {
+  const std::pair<int, int> settings[] = {
+      {M_MXFAST, 64},
+      {M_TRIM_THRESHOLD, 128 * 1024},
+      {M_TOP_PAD, 0},
+      {M_MMAP_THRESHOLD, 128 * 1024},
+      {M_MMAP_MAX, 65536},
+      {M_ARENA_TEST, 8},
+      {M_ARENA_MAX, 8},
+      {M_PERTURB, 0},
+      {M_CHECK_ACTION, 3},
+      {12345, 1},  // unknown parameter
+      {-100, 0},  // unknown parameter
+  };
+  for (auto [param, value] : settings) {
+    int r = mallopt(param, value);
+    EXPECT_TRUE(r == 0 || r == 1) << "mallopt(" << param << ") = " << r;
+    void* p = malloc(100 + param % 50);
+    ASSERT_NE(p, nullptr);
+    free(p);
+  }
+}
+
+TEST(MallocTrim, ReturnsZeroOrOne) {
+  int r = malloc_trim(0);
+  EXPECT_TRUE(r == 0 || r == 1) << r;
+  r = malloc_trim(64 * 1024);
+  EXPECT_TRUE(r == 0 || r == 1) << r;
+}
+
+// A program that frees everything must see its resident memory fall once it
+// asks for it (DESIGN.md, "Memory return").
+TEST(MallocTrim, ReleasesFreedSmallBlocks) {
+  constexpr size_t kTotal = 128 * kMiB;
+  constexpr size_t kSize = 512;
+  std::vector<void*> blocks(kTotal / kSize);
+  for (void*& p : blocks) {
+    p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0x33, kSize);
+  }
+  size_t peak = CurrentRssBytes();
+  for (void* p : blocks) free(p);
+  int r = malloc_trim(0);
+  EXPECT_TRUE(r == 0 || r == 1);
+  size_t after = CurrentRssBytes();
+  EXPECT_LT(after + 64 * kMiB, peak)
+      << "RSS " << peak / kMiB << " MiB at peak, " << after / kMiB
+      << " MiB after freeing 128 MiB and malloc_trim(0)";
+}
+
+}  // namespace
+}  // namespace rseqmalloc_test

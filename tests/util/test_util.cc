@@ -1,0 +1,162 @@
+#include "tests/util/test_util.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/auxv.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace rseqmalloc_test {
+namespace {
+
+// AT_RSEQ_FEATURE_SIZE from <linux/auxvec.h>; older headers lack it.
+constexpr unsigned long kAtRseqFeatureSize = 27;
+// The rseq area's size up to and including mm_cid (kernel >= 6.3).
+constexpr unsigned long kRseqSizeWithMmCid = 28;
+
+uint64_t Mix(uint64_t x) {
+  x ^= x >> 31;
+  x *= 0x7FB5D329728EA185ull;
+  x ^= x >> 27;
+  x *= 0x81DADEF4BC2DD44Dull;
+  x ^= x >> 33;
+  return x;
+}
+
+// The 8 bytes expected at word index i; one multiply keeps filling 1 MiB
+// blocks cheap while still making every word depend on key and position.
+inline uint64_t Word(uint64_t key, size_t i) {
+  return (key + i) * 0x9E3779B97F4A7C15ull;
+}
+
+double MonotonicSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+}  // namespace
+
+size_t Opaque(size_t n) {
+  volatile size_t v = n;
+  return v;
+}
+
+uint64_t PatternKey(const void* p, size_t size, uint64_t seed) {
+  return Mix(reinterpret_cast<uintptr_t>(p) ^ Mix(size ^ Mix(seed)));
+}
+
+void FillPattern(void* p, size_t size, uint64_t key) {
+  auto* bytes = static_cast<unsigned char*>(p);
+  size_t words = size / 8;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t w = Word(key, i);
+    std::memcpy(bytes + i * 8, &w, 8);
+  }
+  uint64_t tail = Word(key, words);
+  for (size_t j = words * 8; j < size; ++j) {
+    bytes[j] = static_cast<unsigned char>(tail >> (8 * (j % 8)));
+  }
+}
+
+size_t FindPatternMismatch(const void* p, size_t size, uint64_t key) {
+  const auto* bytes = static_cast<const unsigned char*>(p);
+  size_t words = size / 8;
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t got;
+    std::memcpy(&got, bytes + i * 8, 8);
+    if (got != Word(key, i)) {
+      uint64_t want = Word(key, i);
+      for (size_t j = 0; j < 8; ++j) {
+        if (((got ^ want) >> (8 * j)) & 0xFF) return i * 8 + j;
+      }
+    }
+  }
+  uint64_t tail = Word(key, words);
+  for (size_t j = words * 8; j < size; ++j) {
+    if (bytes[j] != static_cast<unsigned char>(tail >> (8 * (j % 8)))) {
+      return j;
+    }
+  }
+  return size;
+}
+
+std::vector<size_t> SizeSpread(size_t max) {
+  std::vector<size_t> sizes;
+  for (size_t s = 1; s <= 64 && s <= max; ++s) sizes.push_back(s);
+  for (size_t p = 64; p <= max; p *= 2) {
+    for (size_t s : {p - 1, p, p + 1, p + p / 4, p + p / 2, p + 3 * p / 4}) {
+      if (s > 64 && s <= max) sizes.push_back(s);
+    }
+  }
+  return sizes;
+}
+
+uint64_t Rng::Next() {
+  // xorshift64*: fast, and good enough to pick sizes and victims.
+  state_ ^= state_ >> 12;
+  state_ ^= state_ << 25;
+  state_ ^= state_ >> 27;
+  return state_ * 0x2545F4914F6CDD1Dull;
+}
+
+size_t Rng::LogUniform(size_t lo, size_t hi) {
+  double u = static_cast<double>(Next() >> 11) / 9007199254740992.0;
+  double v = std::exp(std::log(static_cast<double>(lo)) +
+                      u * (std::log(static_cast<double>(hi) + 1) -
+                           std::log(static_cast<double>(lo))));
+  size_t s = static_cast<size_t>(v);
+  if (s < lo) s = lo;
+  if (s > hi) s = hi;
+  return s;
+}
+
+size_t CurrentRssBytes() {
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  // statm: size resident shared ... (in pages).
+  char* end = nullptr;
+  std::strtoull(buf, &end, 10);
+  unsigned long long resident = std::strtoull(end, nullptr, 10);
+  return static_cast<size_t>(resident) *
+         static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+bool WaitWithDeadline(pid_t pid, double seconds, int* status) {
+  double deadline = MonotonicSeconds() + seconds;
+  for (;;) {
+    pid_t r = waitpid(pid, status, WNOHANG);
+    if (r == pid) return true;
+    if (r < 0) return false;
+    if (MonotonicSeconds() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, status, 0);
+      return false;
+    }
+    usleep(1000);
+  }
+}
+
+bool RunningOnValgrind() {
+  const char* preload = std::getenv("LD_PRELOAD");
+  return preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
+}
+
+const char* ExpectedCacheMode() {
+  const char* forced = std::getenv("RSEQMALLOC_CACHE");
+  if (forced != nullptr && *forced != '\0') return forced;
+  if (RunningOnValgrind()) return "thread";
+  return getauxval(kAtRseqFeatureSize) >= kRseqSizeWithMmCid ? "cid" : "cpu";
+}
+
+}  // namespace rseqmalloc_test

@@ -1,0 +1,91 @@
+// Helpers for the whole-allocator tests. They never depend on which malloc is
+// linked, so the rseqmalloc variants and the glibc variant share them.
+#ifndef RSEQMALLOC_TESTS_UTIL_TEST_UTIL_H_
+#define RSEQMALLOC_TESTS_UTIL_TEST_UTIL_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace rseqmalloc_test {
+
+// True in the NAME_glibc variant (tests/defs.bzl defines the macro there).
+#ifdef RSEQMALLOC_TEST_GLIBC
+inline constexpr bool kGlibcVariant = true;
+#else
+inline constexpr bool kGlibcVariant = false;
+#endif
+
+// Makes the compiler believe `p` is read and the memory behind it escapes,
+// so allocation/free pairs and stores into blocks are not optimised away.
+inline void Escape(const void* p) { asm volatile("" : : "r"(p) : "memory"); }
+
+// Returns p unchanged, but hides where it came from: a failed realloc(p, n)
+// leaves p valid, which GCC's -Wuse-after-free cannot know.
+template <typename T>
+T* Launder(T* p) {
+  asm volatile("" : "+r"(p));
+  return p;
+}
+
+// Returns n through a volatile, so huge constant sizes reach the allocator
+// instead of being folded (or warned about) at compile time.
+size_t Opaque(size_t n);
+
+// --- Payload patterns -------------------------------------------------------
+// Every byte of a block gets a value that depends on a key and on its offset,
+// so a block overwritten by another block's pattern, or shifted, or zeroed,
+// is caught. The key mixes the block's address, size and a seed.
+uint64_t PatternKey(const void* p, size_t size, uint64_t seed);
+void FillPattern(void* p, size_t size, uint64_t key);
+// Offset of the first byte that does not match, or `size` if all match.
+size_t FindPatternMismatch(const void* p, size_t size, uint64_t key);
+inline bool PatternIntact(const void* p, size_t size, uint64_t key) {
+  return FindPatternMismatch(p, size, key) == size;
+}
+
+inline bool IsAligned(const void* p, size_t alignment) {
+  return (reinterpret_cast<uintptr_t>(p) & (alignment - 1)) == 0;
+}
+
+// Sizes that exercise every range: 1..64 one by one, then around every power
+// of two up to `max` (2^k - 1, 2^k, 2^k + 1, 1.25, 1.5 and 1.75 times 2^k),
+// so every size-class boundary of any sane class table is crossed.
+std::vector<size_t> SizeSpread(size_t max);
+
+// --- Randomness ---------------------------------------------------------------
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t Next();
+  // Uniform in [0, n), n > 0.
+  uint64_t Below(uint64_t n) { return Next() % n; }
+  // Log-uniform in [lo, hi]: as many sizes in 1..2 as in 512K..1M.
+  size_t LogUniform(size_t lo, size_t hi);
+
+ private:
+  uint64_t state_;
+};
+
+// --- Process state ----------------------------------------------------------
+// Resident set size of this process, from /proc/self/statm.
+size_t CurrentRssBytes();
+
+// Waits for `pid` for at most `seconds`. On timeout kills it (SIGKILL),
+// reaps it and returns false; otherwise stores the wait status and returns
+// true. A deadlocked child thus fails a test instead of hanging it.
+bool WaitWithDeadline(pid_t pid, double seconds, int* status);
+
+// True when running under valgrind (rseq registration fails there).
+bool RunningOnValgrind();
+
+// The cache mode the allocator should report in this environment:
+// RSEQMALLOC_CACHE when set, else "cid" where the kernel updates mm_cid
+// (AT_RSEQ_FEATURE_SIZE >= 28), else "cpu". Under valgrind, "thread".
+const char* ExpectedCacheMode();
+
+}  // namespace rseqmalloc_test
+
+#endif  // RSEQMALLOC_TESTS_UTIL_TEST_UTIL_H_
