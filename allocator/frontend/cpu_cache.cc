@@ -209,7 +209,7 @@ void MaybeDrainIdle() {
 
 void* g_slab = nullptr;
 uint16_t g_class_begin[kNumClasses];
-__attribute__((tls_model("initial-exec"))) thread_local uint64_t tls_cpu_cache_hits = 0;
+__thread uint64_t tls_cpu_cache_hits __attribute__((tls_model("initial-exec"))) = 0;
 
 bool CpuCache::Init() {
   int ids = rseq::NumPossibleCpus();
@@ -232,7 +232,8 @@ bool CpuCache::Init() {
 }
 
 template <IndexMode kMode>
-void* CpuCache::Refill(uint32_t cls) {
+void* CpuCache::Refill(uint32_t cls, int fast_id) {
+  if (fast_id == rseq::kAborted) rseq::NoteAbort();
   FoldHits();
   int id = CurrentIdOrRegister<kMode>();
   if (id < 0 || id >= g_num_ids) return nullptr;
@@ -256,7 +257,8 @@ void* CpuCache::Refill(uint32_t cls) {
 }
 
 template <IndexMode kMode>
-bool CpuCache::Overflow(uint32_t cls, void* p) {
+bool CpuCache::Overflow(uint32_t cls, void* p, int fast_id) {
+  if (fast_id == rseq::kAborted) rseq::NoteAbort();
   FoldHits();
   int id = CurrentIdOrRegister<kMode>();
   if (id < 0 || id >= g_num_ids) return false;
@@ -354,9 +356,9 @@ int CpuCache::NumIds() { return g_num_ids; }
 
 FrontEndTotals GetCpuCacheTotals() { return CpuCache::Totals(); }
 
-template void* CpuCache::Refill<IndexMode::kCpuId>(uint32_t);
-template void* CpuCache::Refill<IndexMode::kMmCid>(uint32_t);
-template bool CpuCache::Overflow<IndexMode::kCpuId>(uint32_t, void*);
-template bool CpuCache::Overflow<IndexMode::kMmCid>(uint32_t, void*);
+template void* CpuCache::Refill<IndexMode::kCpuId>(uint32_t, int);
+template void* CpuCache::Refill<IndexMode::kMmCid>(uint32_t, int);
+template bool CpuCache::Overflow<IndexMode::kCpuId>(uint32_t, void*, int);
+template bool CpuCache::Overflow<IndexMode::kMmCid>(uint32_t, void*, int);
 
 }  // namespace rseqmalloc::internal

@@ -50,7 +50,8 @@ struct FrontEndTotals {
 extern void* g_slab;
 extern uint16_t g_class_begin[kNumClasses];
 // Hits since the thread's last slow path (folded into the totals there).
-extern __attribute__((tls_model("initial-exec"))) thread_local uint64_t tls_cpu_cache_hits;
+// __thread, not thread_local: no TLS wrapper call on the fast path.
+extern __thread uint64_t tls_cpu_cache_hits __attribute__((tls_model("initial-exec")));
 
 class CpuCache {
  public:
@@ -58,24 +59,27 @@ class CpuCache {
   // memory); the caller then uses thread caches.
   static bool Init();
 
+  // Fast path: one attempt. On a miss *id is the id it ran on, negative
+  // when the thread is unregistered, rseq::kAborted after an abort.
   template <rseq::IndexMode kMode>
-  static void* Pop(uint32_t cls) {
-    void* p = rseq::RseqOps::Pop<kMode>(g_slab, kSlabShift, cls, g_class_begin[cls], nullptr);
+  __attribute__((always_inline)) static void* Pop(uint32_t cls, int* id) {
+    void* p = rseq::RseqOps::PopOnce<kMode>(g_slab, kSlabShift, cls, g_class_begin[cls], id);
     if (__builtin_expect(p != nullptr, 1)) ++tls_cpu_cache_hits;
     return p;
   }
 
   template <rseq::IndexMode kMode>
-  static bool Push(uint32_t cls, void* p) {
-    return rseq::RseqOps::Push<kMode>(g_slab, kSlabShift, cls, p, nullptr);
+  __attribute__((always_inline)) static bool Push(uint32_t cls, void* p, int* id) {
+    return rseq::RseqOps::PushOnce<kMode>(g_slab, kSlabShift, cls, p, id);
   }
 
-  // Slow paths after a miss / an overflow. `registered` false means the
-  // thread has no rseq area: the caller falls back to a thread cache.
+  // Slow paths after a miss / an overflow (`fast_id`: what the fast path
+  // reported). nullptr / false when the thread cannot use rseq: the caller
+  // falls back to a thread cache.
   template <rseq::IndexMode kMode>
-  static void* Refill(uint32_t cls);
+  static void* Refill(uint32_t cls, int fast_id);
   template <rseq::IndexMode kMode>
-  static bool Overflow(uint32_t cls, void* p);
+  static bool Overflow(uint32_t cls, void* p, int fast_id);
 
   // Returns every cached object of `id` (or of every id) to the transfer
   // caches. False when remote draining is unavailable.

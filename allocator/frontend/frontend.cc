@@ -115,15 +115,15 @@ void EnsureInitialized() {
   if (options.verbose) PrintStartupLine(options);
 }
 
-void* AllocateSmallSlow(uint32_t cls) {
+void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   EnsureInitialized();
   // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
   // of memory, which the thread-cache path below finds out again).
   void* p = nullptr;
   if (g_front_end == FrontEnd::kMmCid) {
-    p = CpuCache::Refill<rseq::IndexMode::kMmCid>(cls);
+    p = CpuCache::Refill<rseq::IndexMode::kMmCid>(cls, fast_id);
   } else if (g_front_end == FrontEnd::kCpuId) {
-    p = CpuCache::Refill<rseq::IndexMode::kCpuId>(cls);
+    p = CpuCache::Refill<rseq::IndexMode::kCpuId>(cls, fast_id);
   }
   if (p != nullptr) return p;
   if (UsesThreadCaches()) {
@@ -144,13 +144,13 @@ void* AllocateLargeSlow(size_t size, size_t align) {
   return p != nullptr ? p : OutOfMemory();
 }
 
-void FreeSlow(void* p, uint32_t cls) {
+void FreeSlow(void* p, uint32_t cls, int fast_id) {
   if (cls - 1 < kNumClasses - 1) {
     // Per-CPU overflow; false when this thread cannot use rseq.
     if (g_front_end == FrontEnd::kMmCid) {
-      if (CpuCache::Overflow<rseq::IndexMode::kMmCid>(cls, p)) return;
+      if (CpuCache::Overflow<rseq::IndexMode::kMmCid>(cls, p, fast_id)) return;
     } else if (g_front_end == FrontEnd::kCpuId) {
-      if (CpuCache::Overflow<rseq::IndexMode::kCpuId>(cls, p)) return;
+      if (CpuCache::Overflow<rseq::IndexMode::kCpuId>(cls, p, fast_id)) return;
     }
     if (UsesThreadCaches()) {
       if (ThreadCache* cache = ThreadCache::Current()) {
@@ -184,7 +184,7 @@ void FreeSizedChecked(void* p, size_t size, size_t align) {
     // does not fit in it, cannot be the block the caller describes.
     return ReportInvalid("free_sized(): wrong size for pointer", p);
   }
-  FreeSlow(p, cls);
+  FreeSlow(p, cls, 0);
 }
 
 size_t CheckedUsableSize(const void* p) {

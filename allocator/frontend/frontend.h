@@ -37,29 +37,31 @@
 
 namespace rseqmalloc::internal {
 
-[[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls);
+// `fast_id`: what the per-CPU fast path reported (0 in thread mode).
+[[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls, int fast_id);
 [[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align);
-[[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls);
+[[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls, int fast_id);
 
 enum class FrontEnd : uint8_t { kThreadCache, kCpuId, kMmCid };
 extern FrontEnd g_front_end;
 
-inline void* AllocateClass(uint32_t cls) {
+[[gnu::always_inline]] inline void* AllocateClass(uint32_t cls) {
   void* p;
+  int id = 0;
   if (g_front_end == FrontEnd::kMmCid) {
-    p = CpuCache::Pop<rseq::IndexMode::kMmCid>(cls);
+    p = CpuCache::Pop<rseq::IndexMode::kMmCid>(cls, &id);
   } else if (g_front_end == FrontEnd::kCpuId) {
-    p = CpuCache::Pop<rseq::IndexMode::kCpuId>(cls);
+    p = CpuCache::Pop<rseq::IndexMode::kCpuId>(cls, &id);
   } else {
     p = tls_thread_cache->Pop(cls);
   }
   if (__builtin_expect(p != nullptr, 1)) return p;
-  return AllocateSmallSlow(cls);
+  return AllocateSmallSlow(cls, id);
 }
 
 // Returns a block of at least `size` bytes aligned to 16, or nullptr with
 // errno = ENOMEM.
-inline void* Allocate(size_t size) {
+[[gnu::always_inline]] inline void* Allocate(size_t size) {
   if (__builtin_expect(size <= kMaxSmallSize, 1)) return AllocateClass(SizeToClass(size));
   return AllocateLargeSlow(size, kPageSize);
 }
@@ -75,24 +77,25 @@ inline uint32_t ClassFor(size_t size, size_t align) {
 // `align` is a power of two. nullptr with errno = ENOMEM on failure.
 void* AllocateAligned(size_t size, size_t align);
 
-inline void FreeSmall(void* p, uint32_t cls) {
+[[gnu::always_inline]] inline void FreeSmall(void* p, uint32_t cls) {
   bool done;
+  int id = 0;
   if (g_front_end == FrontEnd::kMmCid) {
-    done = CpuCache::Push<rseq::IndexMode::kMmCid>(cls, p);
+    done = CpuCache::Push<rseq::IndexMode::kMmCid>(cls, p, &id);
   } else if (g_front_end == FrontEnd::kCpuId) {
-    done = CpuCache::Push<rseq::IndexMode::kCpuId>(cls, p);
+    done = CpuCache::Push<rseq::IndexMode::kCpuId>(cls, p, &id);
   } else {
     done = tls_thread_cache->Push(cls, p);
   }
   if (__builtin_expect(done, 1)) return;
-  FreeSlow(p, cls);
+  FreeSlow(p, cls, id);
 }
 
 // Any pointer: null is a no-op; a pointer we do not own is reported.
-inline void Free(void* p) {
+[[gnu::always_inline]] inline void Free(void* p) {
   uint32_t cls = ClassifyPointer(p);
   if (__builtin_expect(cls - 1 < kNumClasses - 1, 1)) return FreeSmall(p, cls);
-  FreeSlow(p, cls);
+  FreeSlow(p, cls, 0);
 }
 
 [[gnu::noinline, gnu::cold]] void FreeSizedChecked(void* p, size_t size, size_t align);

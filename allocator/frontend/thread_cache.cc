@@ -56,7 +56,7 @@ uint32_t MaxLength(uint32_t cls) {
 }  // namespace
 
 ThreadCache g_empty_thread_cache;
-__attribute__((tls_model("initial-exec"))) thread_local ThreadCache* tls_thread_cache =
+__thread ThreadCache* tls_thread_cache __attribute__((tls_model("initial-exec"))) =
     &g_empty_thread_cache;
 
 ThreadCache* ThreadCache::Current() {
