@@ -29,6 +29,13 @@ LogLine& LogLine::Dec(uint64_t v) {
   return Str(out, n);
 }
 
+LogLine& LogLine::PaddedDec(uint64_t v, size_t width) {
+  size_t digits = 1;
+  for (uint64_t rest = v / 10; rest != 0; rest /= 10) ++digits;
+  for (; digits < width; ++digits) Str(" ");
+  return Dec(v);
+}
+
 LogLine& LogLine::SignedDec(int64_t v) {
   if (v < 0) {
     Str("-");

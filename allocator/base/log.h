@@ -16,6 +16,8 @@ class LogLine {
   LogLine& Str(const char* s);
   LogLine& Str(const char* s, size_t n);
   LogLine& Dec(uint64_t v);
+  // Right-aligned in `width` columns (wider numbers are not cut).
+  LogLine& PaddedDec(uint64_t v, size_t width);
   LogLine& SignedDec(int64_t v);
   LogLine& Hex(uintptr_t v);  // 0x-prefixed
   LogLine& Ptr(const void* p) { return Hex(reinterpret_cast<uintptr_t>(p)); }

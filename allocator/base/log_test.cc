@@ -16,6 +16,12 @@ TEST(LogLine, FormatsNumbersAndPointers) {
   EXPECT_EQ(Text(line), "a=0 b=18446744073709551615 c=-42 p=0xdeadbeef z=0x0");
 }
 
+TEST(LogLine, PaddedDecimals) {
+  LogLine line;
+  line.PaddedDec(42, 5).Str("|").PaddedDec(0, 1).Str("|").PaddedDec(123456, 3);
+  EXPECT_EQ(Text(line), "   42|0|123456");
+}
+
 TEST(LogLine, FixedPoint) {
   LogLine line;
   line.Fixed(12345, 2).Str(" ").Fixed(7, 3).Str(" ").Fixed(5, 0);

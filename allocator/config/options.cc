@@ -12,7 +12,7 @@ extern char** environ;
 namespace rseqmalloc::internal {
 namespace {
 
-enum class Kind { kCacheMode, kBytes, kBool };
+enum class Kind { kCacheMode, kBytes, kBool, kSignal };
 
 struct OptionSpec {
   const char* name;
@@ -42,6 +42,8 @@ constexpr OptionSpec kSpecs[] = {
     {"RSEQMALLOC_CHECK_SIZED_FREE", Kind::kBool, "0 or 1",
      "check sized frees against the pagemap (1) or trust the size (0)",
      offsetof(Options, check_sized_free)},
+    {"RSEQMALLOC_STATS_SIGNAL", Kind::kSignal, "0 (none) or a signal number 1..64 but 9, 19",
+     "signal that prints the statistics report", offsetof(Options, stats_signal)},
 };
 
 struct ModeName {
@@ -104,6 +106,14 @@ bool ParseOne(const OptionSpec& spec, const char* value, Options* out) {
       if (strcmp(value, "0") != 0 && strcmp(value, "1") != 0) return false;
       *reinterpret_cast<bool*>(field) = value[0] == '1';
       return true;
+    case Kind::kSignal: {
+      size_t v;
+      bool digits_only = value[0] != '\0' && strspn(value, "0123456789") == strlen(value);
+      // SIGKILL and SIGSTOP cannot be caught.
+      if (!digits_only || !ParseBytes(value, &v) || v > 64 || v == 9 || v == 19) return false;
+      *reinterpret_cast<int*>(field) = static_cast<int>(v);
+      return true;
+    }
   }
   return false;
 }
@@ -181,6 +191,9 @@ void PrintOptions(const Options& options, int fd) {
         break;
       case Kind::kBool:
         line.Dec(*reinterpret_cast<const bool*>(field) ? 1 : 0);
+        break;
+      case Kind::kSignal:
+        line.Dec(static_cast<uint64_t>(*reinterpret_cast<const int*>(field)));
         break;
     }
     line.Str("  # ").Str(spec.meaning).Str("\n").Flush(fd);

@@ -31,6 +31,7 @@ struct Options {
   bool verbose = false;
   bool abort_on_invalid_free = true;
   bool check_sized_free = false;
+  int stats_signal = 0;  // 0: none
 };
 
 // Parsed on first call (thread-safe, idempotent); never allocates.

@@ -41,7 +41,8 @@ TEST(Options, ValidValuesAreApplied) {
   EXPECT_EQ(Parse({"RSEQMALLOC_CACHE=thread", "RSEQMALLOC_PER_CPU_CACHE_BYTES=256K",
                    "RSEQMALLOC_THREAD_CACHE_BYTES=4M", "RSEQMALLOC_RETAINED_FREE_BYTES=0",
                    "RSEQMALLOC_STATS=1", "RSEQMALLOC_VERBOSE=1",
-                   "RSEQMALLOC_ABORT_ON_INVALID_FREE=0"},
+                   "RSEQMALLOC_ABORT_ON_INVALID_FREE=0", "RSEQMALLOC_STATS_SIGNAL=12",
+                   "RSEQMALLOC_CHECK_SIZED_FREE=1"},
                   &o, &printed),
             0)
       << printed;
@@ -52,6 +53,8 @@ TEST(Options, ValidValuesAreApplied) {
   EXPECT_TRUE(o.stats_at_exit);
   EXPECT_TRUE(o.verbose);
   EXPECT_FALSE(o.abort_on_invalid_free);
+  EXPECT_EQ(o.stats_signal, 12);
+  EXPECT_TRUE(o.check_sized_free);
 }
 
 TEST(Options, EveryCacheModeParses) {
@@ -82,13 +85,18 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
                        "RSEQMALLOC_PER_CPU_CACHE_BYTES=1K",  // below 64K
                        "RSEQMALLOC_PER_CPU_CACHE_BYTES=99999999999999999999999",
                        "RSEQMALLOC_THREAD_CACHE_BYTES=1G", "RSEQMALLOC_STATS=yes",
-                       "RSEQMALLOC_VERBOSE=", "RSEQMALLOC_NO_SUCH_THING=1"};
+                       "RSEQMALLOC_VERBOSE=", "RSEQMALLOC_NO_SUCH_THING=1",
+                       "RSEQMALLOC_STATS_SIGNAL=65", "RSEQMALLOC_STATS_SIGNAL=9",
+                       "RSEQMALLOC_STATS_SIGNAL=1K", "RSEQMALLOC_STATS_SIGNAL=",
+                       "RSEQMALLOC_CHECK_SIZED_FREE=2"};
   for (const char* var : bad) {
     Options o;
     std::string printed;
     EXPECT_EQ(Parse({var}, &o, &printed), 1) << var;
     EXPECT_EQ(std::count(printed.begin(), printed.end(), '\n'), 1) << printed;
     EXPECT_EQ(o.per_cpu_cache_bytes, Options().per_cpu_cache_bytes) << var;
+    EXPECT_EQ(o.stats_signal, 0) << var;
+    EXPECT_FALSE(o.check_sized_free) << var;
   }
 }
 
@@ -104,7 +112,8 @@ TEST(Options, PrintOptionsListsEveryVariable) {
   for (const char* name : {"RSEQMALLOC_CACHE=auto", "RSEQMALLOC_PER_CPU_CACHE_BYTES=1572864",
                            "RSEQMALLOC_THREAD_CACHE_BYTES=", "RSEQMALLOC_RETAINED_FREE_BYTES=",
                            "RSEQMALLOC_STATS=0", "RSEQMALLOC_VERBOSE=0",
-                           "RSEQMALLOC_ABORT_ON_INVALID_FREE=1"}) {
+                           "RSEQMALLOC_ABORT_ON_INVALID_FREE=1", "RSEQMALLOC_CHECK_SIZED_FREE=0",
+                           "RSEQMALLOC_STATS_SIGNAL=0"}) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   }
 }

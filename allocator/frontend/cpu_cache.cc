@@ -328,6 +328,19 @@ bool CpuCache::DrainAll() {
   return true;
 }
 
+CpuCache::IdStats CpuCache::StatsOf(int id) {
+  IdStats s{};
+  if (g_slab == nullptr || id < 0 || id >= g_num_ids) return s;
+  s.used = __atomic_load_n(&g_ids[id].used, __ATOMIC_RELAXED);
+  s.capacity_bytes = __atomic_load_n(&g_ids[id].capacity_bytes, __ATOMIC_RELAXED);
+  s.misses = __atomic_load_n(&g_ids[id].misses, __ATOMIC_RELAXED);
+  for (uint32_t cls = 1; s.used && cls < kNumClasses; ++cls) {
+    uint32_t h = __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED);
+    if (h != 0) s.cached_bytes += (Current(h) - g_class_begin[cls]) * ClassToSize(cls);
+  }
+  return s;
+}
+
 FrontEndTotals CpuCache::Totals() {
   FrontEndTotals t{};
   t.hits = g_hits.load(std::memory_order_relaxed) + tls_cpu_cache_hits;

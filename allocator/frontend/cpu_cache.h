@@ -87,6 +87,15 @@ class CpuCache {
   static bool DrainAll();
 
   static FrontEndTotals Totals();
+
+  struct IdStats {
+    bool used;
+    uint64_t cached_bytes;
+    uint64_t capacity_bytes;
+    uint64_t misses;
+  };
+  // One id's figures (a racy snapshot, for reports).
+  static IdStats StatsOf(int id);
   // pthread_atfork: every id's slow-path lock, in id order.
   static void LockForFork();
   static void UnlockAfterFork();

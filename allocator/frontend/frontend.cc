@@ -14,6 +14,7 @@
 #include "allocator/spinlock.h"
 #include "allocator/config/options.h"
 #include "allocator/frontend/stats_report.h"
+#include "allocator/frontend/stats_signal.h"
 #include "rseq/registration.h"
 
 namespace rseqmalloc::internal {
@@ -113,6 +114,7 @@ void EnsureInitialized() {
   pthread_atfork(PrepareFork, AfterFork, AfterFork);
   if (options.stats_at_exit) atexit([] { PrintStatsReport(STDERR_FILENO); });
   if (options.verbose) PrintStartupLine(options);
+  if (options.stats_signal != 0) InstallStatsSignal(options.stats_signal);
 }
 
 void* AllocateSmallSlow(uint32_t cls, int fast_id) {

@@ -62,8 +62,42 @@ AllocatorStats SnapshotStats() {
   return s;
 }
 
+namespace {
+
+void PrintClassSection(const CentralStats& central, int fd) {
+  LogLine line;
+  line.Str("  per size class (classes with slabs):\n").Flush(fd);
+  line.Str("    class     size    slabs  in use  transfer  central\n").Flush(fd);
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    const CentralClassStats& c = central.per_class[cls];
+    if (c.spans == 0 && c.transfer_objects == 0) continue;
+    line.Str("    ").PaddedDec(cls, 5).PaddedDec(c.size, 9).PaddedDec(c.spans, 9)
+        .PaddedDec(c.in_use_objects, 8).PaddedDec(c.transfer_objects, 10)
+        .PaddedDec(c.central_free_objects, 9).Str("\n").Flush(fd);
+  }
+}
+
+void PrintCpuSection(int fd) {
+  if (CpuCache::NumIds() == 0) return;
+  LogLine line;
+  line.Str("  per-CPU caches (ids used since their last drain):\n").Flush(fd);
+  for (int id = 0; id < CpuCache::NumIds(); ++id) {
+    CpuCache::IdStats s = CpuCache::StatsOf(id);
+    if (!s.used) continue;
+    line.Str("    id ").Dec(static_cast<uint64_t>(id)).Str(": cached ").Dec(s.cached_bytes)
+        .Str(" of capacity ").Dec(s.capacity_bytes).Str(" bytes, ").Dec(s.misses)
+        .Str(" misses\n").Flush(fd);
+  }
+}
+
+}  // namespace
+
+// Holds the snapshot lock throughout: the per-class section reads the same
+// central snapshot as the totals.
 void PrintStatsReport(int fd) {
-  AllocatorStats s = SnapshotStats();
+  SpinLockHolder hold(&g_snapshot_lock);
+  AllocatorStats s;
+  CollectStats(&s, &g_snapshot_central);
   LogLine line;
   line.Str("rseqmalloc statistics: pid ").Dec(static_cast<uint64_t>(getpid()))
       .Str(", mode ").Str(s.mode).Str("\n").Flush(fd);
@@ -87,6 +121,8 @@ void PrintStatsReport(int fd) {
   line.Str("  rseq restarts               ").Dec(s.rseq_restarts).Str("\n").Flush(fd);
   line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
       .Flush(fd);
+  PrintCpuSection(fd);
+  PrintClassSection(g_snapshot_central, fd);
 }
 
 }  // namespace rseqmalloc::internal

@@ -1,0 +1,98 @@
+// The statistics report adds up, through both rseqmalloc_get_stats and the
+// printed text, and follows what the program allocates.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "allocator/api/rseqmalloc.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+uint64_t SumOfParts(const rseqmalloc_stats& s) {
+  return s.in_use_bytes + s.front_end_cached_bytes + s.transfer_cache_bytes +
+         s.central_free_bytes + s.span_waste_bytes + s.page_heap_free_bytes + s.returned_bytes +
+         s.unused_reserved_bytes + s.metadata_bytes;
+}
+
+rseqmalloc_stats Stats() {
+  rseqmalloc_stats s;
+  EXPECT_EQ(rseqmalloc_get_stats(&s), 0);
+  return s;
+}
+
+TEST(Stats, PartsAddUpToTotalMapped) {
+  std::vector<void*> blocks;
+  for (size_t size = 1; size < (size_t{4} << 20); size = size * 3 / 2 + 1) {
+    blocks.push_back(malloc(size));
+  }
+  rseqmalloc_stats s = Stats();
+  EXPECT_EQ(SumOfParts(s), s.total_mapped_bytes);
+  EXPECT_EQ(s.small_in_use_bytes + s.large_in_use_bytes, s.in_use_bytes);
+  for (void* p : blocks) free(p);
+  s = Stats();
+  EXPECT_EQ(SumOfParts(s), s.total_mapped_bytes);
+}
+
+TEST(Stats, InUseFollowsTheProgram) {
+  std::vector<void*> small;
+  small.reserve(10000);  // the vector's own block is live from here on
+  rseqmalloc_stats before = Stats();
+  for (int i = 0; i < 10000; ++i) small.push_back(malloc(100));  // class 112
+  void* large = malloc(size_t{8} << 20);
+  rseqmalloc_stats during = Stats();
+  EXPECT_GE(during.small_in_use_bytes, before.small_in_use_bytes + 10000 * 100);
+  EXPECT_LE(during.small_in_use_bytes, before.small_in_use_bytes + 10000 * 112 + 4096);
+  EXPECT_EQ(during.large_in_use_bytes, before.large_in_use_bytes + (size_t{8} << 20));
+  for (void* p : small) free(p);
+  free(large);
+  rseqmalloc_stats after = Stats();
+  EXPECT_LE(after.in_use_bytes, before.in_use_bytes + 4096);
+  EXPECT_GE(after.front_end_hits + after.front_end_misses,
+            before.front_end_hits + before.front_end_misses);
+  EXPECT_STREQ(after.mode, rseqmalloc_mode());
+}
+
+// Reads the report through a pipe and checks that its byte lines add up.
+TEST(Stats, PrintedReportAddsUp) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  rseqmalloc_stats_print(fds[1]);
+  close(fds[1]);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fds[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(fds[0]);
+
+  std::map<std::string, uint64_t> bytes;  // label -> value, for "label  N bytes (...)" lines
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    size_t at = line.find(" bytes (");
+    if (at == std::string::npos) continue;
+    size_t start = line.rfind(' ', at - 1) + 1;
+    std::string label = line.substr(0, start);
+    label.erase(0, label.find_first_not_of(' '));
+    label.erase(label.find_last_not_of(' ') + 1);
+    bytes[label] = std::stoull(line.substr(start, at - start));
+  }
+  ASSERT_TRUE(bytes.count("total mapped")) << text;
+  uint64_t sum = 0;
+  for (const char* part : {"in use by the program", "front-end caches", "transfer caches",
+                           "central free lists", "slab tail waste", "page heap free",
+                           "returned to the OS", "reserved, not yet used", "metadata"}) {
+    ASSERT_TRUE(bytes.count(part)) << part << "\n" << text;
+    sum += bytes[part];
+  }
+  EXPECT_EQ(sum, bytes["total mapped"]) << text;
+  EXPECT_EQ(bytes["small objects"] + bytes["large blocks"], bytes["in use by the program"]);
+  EXPECT_NE(text.find("front-end hit rate"), std::string::npos);
+  EXPECT_NE(text.find("rseq restarts"), std::string::npos);
+  EXPECT_NE(text.find("per size class"), std::string::npos);
+}
+
+}  // namespace
