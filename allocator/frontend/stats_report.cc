@@ -66,8 +66,8 @@ namespace {
 
 void PrintClassSection(const CentralStats& central, int fd) {
   LogLine line;
-  line.Str("  per size class (classes with slabs):\n").Flush(fd);
-  line.Str("    class     size    slabs  in use  transfer  central\n").Flush(fd);
+  line.Str("  per size class (\"out\": held by the program or a front-end cache):\n").Flush(fd);
+  line.Str("    class     size    slabs     out  transfer  central\n").Flush(fd);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     const CentralClassStats& c = central.per_class[cls];
     if (c.spans == 0 && c.transfer_objects == 0) continue;
