@@ -115,9 +115,7 @@ int Main(int argc, char** argv) {
   for (auto& th : pool) th.join();
 
   ResultLine result("fragmentation", options);
-  result.Add("seconds", elapsed);
-  result.Add("ops", static_cast<int64_t>(allocations));
-  result.Add("ops_per_sec", static_cast<double>(allocations) / elapsed);
+  result.AddThroughput(elapsed, allocations);
   result.Add("live_kib", static_cast<int64_t>(live_bytes >> 10));
   result.Add("live_rss_kib", live_rss_kib);
   result.Add("rss_over_live",

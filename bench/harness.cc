@@ -251,6 +251,12 @@ void ResultLine::Add(const char* key, const std::string& value) {
   line_ += std::string(" ") + key + "=" + value;
 }
 
+void ResultLine::AddThroughput(double seconds, uint64_t ops) {
+  Add("seconds", seconds);
+  Add("ops", static_cast<int64_t>(ops));
+  Add("ops_per_sec", static_cast<double>(ops) / seconds);
+}
+
 void ResultLine::Print() {
   Add("peak_rss_kib", PeakRssKib());
   Add("final_rss_kib", CurrentRssKib());

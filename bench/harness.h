@@ -126,6 +126,8 @@ class ResultLine {
   void Add(const char* key, double value);
   void Add(const char* key, int64_t value);
   void Add(const char* key, const std::string& value);
+  // seconds, ops and ops_per_sec: every workload's throughput fields.
+  void AddThroughput(double seconds, uint64_t ops);
   // Appends peak_rss_kib, final_rss_kib and malloc_libs, then prints.
   void Print();
 

@@ -87,9 +87,7 @@ int Main(int argc, char** argv) {
   uint64_t ops = total_ops.load();
 
   ResultLine result("memory_64threads", options);
-  result.Add("seconds", elapsed);
-  result.Add("ops", static_cast<int64_t>(ops));
-  result.Add("ops_per_sec", static_cast<double>(ops) / elapsed);
+  result.AddThroughput(elapsed, ops);
   result.Add("live_kib", static_cast<int64_t>(live_bytes.load() >> 10));
   result.Print();
   return 0;

@@ -113,9 +113,7 @@ int Main(int argc, char** argv) {
       &ops);
 
   ResultLine result("producer_consumer", options);
-  result.Add("seconds", elapsed);
-  result.Add("ops", static_cast<int64_t>(ops));
-  result.Add("ops_per_sec", static_cast<double>(ops) / elapsed);
+  result.AddThroughput(elapsed, ops);
   result.Print();
   return 0;
 }

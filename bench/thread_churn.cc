@@ -74,9 +74,7 @@ int Main(int argc, char** argv) {
   } while (elapsed < seconds);
 
   ResultLine result("thread_churn", options);
-  result.Add("seconds", elapsed);
-  result.Add("ops", static_cast<int64_t>(started));
-  result.Add("ops_per_sec", static_cast<double>(started) / elapsed);
+  result.AddThroughput(elapsed, started);
   result.Print();
   return 0;
 }
