@@ -140,3 +140,59 @@ def preload_test(name, script, data = [], size = "medium", tags = []):
         )
         tests.append(":" + sh_name)
     native.test_suite(name = name + "_all", tests = tests, tags = tags)
+
+# Every environment a real program is run in by preload_test_all_modes:
+# (target suffix, environment). The glibc_rseq_off variant keeps the default
+# cache mode, so rseqmalloc registers its own rseq area per thread.
+_PRELOAD_MODES = {
+    "default": ("", {}),
+    "cpu": ("_cpu", {"RSEQMALLOC_CACHE": "cpu"}),
+    "cid": ("_cid", {"RSEQMALLOC_CACHE": "cid"}),
+    "thread": ("_thread", {"RSEQMALLOC_CACHE": "thread"}),
+    "none": ("_none", {"RSEQMALLOC_CACHE": "none"}),
+    "glibc_rseq_off": ("_glibc_rseq_off", {"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}),
+}
+
+def preload_test_all_modes(
+        name,
+        script,
+        data = [],
+        modes = ["default", "cpu", "cid", "thread", "none", "glibc_rseq_off"],
+        size = "medium",
+        tags = []):
+    """Runs a preload_lib.sh script under LD_PRELOAD once per cache mode.
+
+    One sh_test per mode (NAME, NAME_cpu, NAME_cid, NAME_thread, NAME_none,
+    NAME_glibc_rseq_off) and a test_suite NAME_all. SCRIPT may live in any
+    package: //tests/programs:run_script.sh runs it from its own runfiles
+    folder, where it finds preload_lib.sh beside it or in //tests/preload.
+
+    Args:
+      name: base target name.
+      script: label of the test script; it gets the library's path as $1.
+      data: extra runfiles, shared by every variant.
+      modes: subset of the keys of _PRELOAD_MODES to declare.
+      size: Bazel test size of every variant.
+      tags: tags of every variant.
+    """
+    tests = []
+    for mode in modes:
+        suffix, env = _PRELOAD_MODES[mode]
+        native.sh_test(
+            name = name + suffix,
+            srcs = ["//tests/programs:run_script.sh"],
+            args = [
+                "$(location %s)" % script,
+                "$(location //:librseqmalloc.so)",
+            ],
+            data = data + [
+                script,
+                "//:librseqmalloc.so",
+                "//tests/preload:preload_lib.sh",
+            ],
+            env = env,
+            size = size,
+            tags = tags,
+        )
+        tests.append(":" + name + suffix)
+    native.test_suite(name = name + "_all", tests = tests, tags = tags)
