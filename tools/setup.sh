@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   # build
-  bazel-bootstrap bazel-rules-java g++ clang libclang-rt-14-dev
+  bazel-bootstrap bazel-rules-java g++ clang libclang-rt-14-dev pkg-config
   # third-party C++ libraries used by tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # peer allocators for the comparison
