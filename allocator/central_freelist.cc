@@ -69,6 +69,14 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
   if (span == nullptr || span->size_class != cls_ || span->allocated == 0) {
     CrashWithPointer("free(): double free or invalid pointer", object);
   }
+  // Two O(1) checks on this batched path (objects reach it only when the
+  // transfer cache overflows, never on the fast path): an interior pointer,
+  // and the same object freed twice in a row (its two copies drain to the
+  // central list together, so the second finds the first at the head).
+  if ((reinterpret_cast<uintptr_t>(object) - span->start_address()) % ClassToSize(cls_) != 0) {
+    CrashWithPointer("free(): invalid pointer (not the start of an object)", object);
+  }
+  if (object == span->freelist) CrashWithPointer("free(): double free", object);
   *static_cast<void**>(object) = span->freelist;
   span->freelist = object;
   --span->allocated;

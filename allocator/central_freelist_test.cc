@@ -130,5 +130,27 @@ TEST(CentralFreeListDeathTest, ForeignObjectCrashesWithAMessage) {
   other.InsertRange(&p, 1);
 }
 
+TEST(CentralFreeListDeathTest, InteriorPointerCrashesWithAMessage) {
+  static CentralFreeList list;
+  list.Init(SizeToClass(48), &g_heap);
+  void* p[2];
+  ASSERT_EQ(list.RemoveRange(p, 2), 2);
+  void* interior = static_cast<char*>(p[0]) + 16;
+  EXPECT_DEATH(list.InsertRange(&interior, 1),
+               "^rseqmalloc: free\\(\\): invalid pointer \\(not the start of an object\\) "
+               "0x[0-9a-f]+\n$");
+  list.InsertRange(p, 2);
+}
+
+TEST(CentralFreeListDeathTest, BackToBackDoubleFreeCrashesWithAMessage) {
+  static CentralFreeList list;
+  list.Init(SizeToClass(64), &g_heap);
+  void* p[2];
+  ASSERT_EQ(list.RemoveRange(p, 2), 2);  // two out, so the span stays live
+  void* twice[2] = {p[0], p[0]};
+  EXPECT_DEATH(list.InsertRange(twice, 2), "^rseqmalloc: free\\(\\): double free 0x[0-9a-f]+\n$");
+  list.InsertRange(p, 2);
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal

@@ -1,6 +1,9 @@
 #include "allocator/config/options.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <cstring>
@@ -160,6 +163,46 @@ int ParseOptions(const char* const* env, Options* out, int err_fd) {
   return bad;
 }
 
+namespace {
+
+// Before libc sets `environ` (a .preinit_array function that allocates, as
+// UBSan's runtime does), the environment is only in /proc/self/environ:
+// read it there, keeping the RSEQMALLOC_* entries, without allocating.
+const char* const* EarlyEnvironment() {
+  static char text[4096];
+  static const char* entries[33];
+  int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  char chunk[4096];
+  char entry[512];
+  size_t entry_len = 0, text_used = 0;
+  int count = 0;
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      if (chunk[i] != '\0') {
+        if (entry_len < sizeof entry - 1) entry[entry_len++] = chunk[i];
+        continue;
+      }
+      entry[entry_len] = '\0';
+      if (strncmp(entry, "RSEQMALLOC_", 11) == 0 && count < 32 &&
+          text_used + entry_len + 1 <= sizeof text) {
+        memcpy(text + text_used, entry, entry_len + 1);
+        entries[count++] = text + text_used;
+        text_used += entry_len + 1;
+      }
+      entry_len = 0;
+    }
+  }
+  close(fd);
+  entries[count] = nullptr;
+  return entries;
+}
+
+}  // namespace
+
 const Options& GetOptions() {
   // 0: not parsed, 1: parsing, 2: ready. Parsing does not allocate, so a
   // thread that finds it in progress can simply spin.
@@ -168,7 +211,7 @@ const Options& GetOptions() {
   if (state.load(std::memory_order_acquire) == 2) return options;
   int expected = 0;
   if (state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-    ParseOptions(environ, &options, STDERR_FILENO);
+    ParseOptions(environ != nullptr ? environ : EarlyEnvironment(), &options, STDERR_FILENO);
     state.store(2, std::memory_order_release);
   } else {
     while (state.load(std::memory_order_acquire) != 2) {
