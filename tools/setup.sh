@@ -12,7 +12,8 @@ PACKAGES=(
   # peer allocators for the comparison
   libjemalloc-dev libgoogle-perftools-dev libmimalloc-dev
   # real programs run under the allocator, charts, the fallback-path checker
-  python3 git sqlite3 perl gawk redis-server redis-tools valgrind gnuplot-nox
+  python3 libpython3.11-testsuite git sqlite3 perl gawk redis-server redis-tools valgrind
+  gnuplot-nox
 )
 
 missing=()

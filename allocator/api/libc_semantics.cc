@@ -35,8 +35,14 @@ void* Realloc(void* p, size_t size) {
     Free(p);
     return nullptr;
   }
-  size_t usable = CheckedUsableSize(p);
   uint32_t cls = ClassifyPointer(p);
+  if (cls == kNotOurs) {
+    // Reported like an invalid free; when told to carry on, fail the call
+    // and touch nothing.
+    ReportInvalidPointer("realloc(): invalid pointer", p);
+    return Fail(EINVAL);
+  }
+  size_t usable = CheckedUsableSize(p);
   // Stay in place only where a sized free of the new size still finds the
   // block's class: the same class, or a large block at least half used.
   if (cls == kLargeClass ? (size > kMaxSmallSize && size <= usable && size >= usable / 2)

@@ -69,12 +69,6 @@ void PrintStartupLine(const Options& options) {
   PrintOptions(options, STDERR_FILENO);
 }
 
-void ReportInvalid(const char* what, const void* p) {
-  if (GetOptions().abort_on_invalid_free) CrashWithPointer(what, p);
-  LogLine line;
-  line.Str("rseqmalloc: ").Str(what).Str(" ").Ptr(p).Str(" (ignored)\n").Flush(STDERR_FILENO);
-}
-
 void* OutOfMemory() {
   errno = ENOMEM;
   return nullptr;
@@ -165,7 +159,7 @@ void FreeSlow(void* p, uint32_t cls, int fast_id) {
   }
   if (p == nullptr) return;
   if (cls == kLargeClass) return FreeLarge(p);
-  ReportInvalid("free(): invalid pointer", p);
+  ReportInvalidPointer("free(): invalid pointer", p);
 }
 
 void* AllocateAligned(size_t size, size_t align) {
@@ -178,13 +172,13 @@ void* AllocateAligned(size_t size, size_t align) {
 void FreeSizedChecked(void* p, size_t size, size_t align) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) {
-    if (ClassFor(size, align) != cls) return ReportInvalid("free_sized(): wrong size for pointer", p);
+    if (ClassFor(size, align) != cls) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
     return FreeSmall(p, cls);
   }
   if (cls == kLargeClass && (size > CheckedUsableSize(p) || ClassFor(size, align) != 0)) {
     // A large block whose size would have been served from a class, or
     // does not fit in it, cannot be the block the caller describes.
-    return ReportInvalid("free_sized(): wrong size for pointer", p);
+    return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
   }
   FreeSlow(p, cls, 0);
 }
@@ -194,8 +188,14 @@ size_t CheckedUsableSize(const void* p) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) return ClassToSize(cls);
   if (cls == kLargeClass) return UsableSize(p);
-  ReportInvalid("malloc_usable_size(): invalid pointer", p);
+  ReportInvalidPointer("malloc_usable_size(): invalid pointer", p);
   return 0;
+}
+
+void ReportInvalidPointer(const char* what, const void* p) {
+  if (GetOptions().abort_on_invalid_free) CrashWithPointer(what, p);
+  LogLine line;
+  line.Str("rseqmalloc: ").Str(what).Str(" ").Ptr(p).Str(" (ignored)\n").Flush(STDERR_FILENO);
 }
 
 const char* ActiveModeName() {

@@ -116,6 +116,10 @@ inline void FreeSized(void* p, size_t size, size_t align) {
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);
 
+// "rseqmalloc: <what> <p>": aborts, or with RSEQMALLOC_ABORT_ON_INVALID_FREE=0
+// prints the line with " (ignored)" and returns.
+void ReportInvalidPointer(const char* what, const void* p);
+
 // Mode actually in use by the calling thread: "cpu", "cid", "thread", "none".
 const char* ActiveModeName();
 
