@@ -1,6 +1,7 @@
 #include "allocator/central_freelist.h"
 
 #include "allocator/pagemap.h"
+#include "allocator/reentrant_blocks.h"
 #include "allocator/size_classes.h"
 #include "allocator/system.h"
 
@@ -66,6 +67,9 @@ int CentralFreeList::RemoveRange(void** out, int n) {
 
 void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
   Span* span = g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(object) >> kPageShift);
+  // A block a signal handler got from the re-entrant path and gave back
+  // through a sized free (reentrant_blocks.h) ends its journey here.
+  if (span == nullptr && ReentrantFree(object)) return;
   if (span == nullptr || span->size_class != cls_ || span->allocated == 0) {
     CrashWithPointer("free(): double free or invalid pointer", object);
   }

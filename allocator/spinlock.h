@@ -8,11 +8,18 @@
 //
 // States: 0 unlocked, 1 locked, 2 locked and a thread may sleep in futex.
 // Acquire spins briefly (critical sections are short) and then sleeps.
+//
+// Holding any of these locks counts as being inside the allocator
+// (reentry.h): a signal handler that interrupts the holder and calls malloc
+// must not wait for the lock, so the depth is raised before the lock is
+// taken and lowered after it is released.
 #ifndef RSEQMALLOC_ALLOCATOR_SPINLOCK_H_
 #define RSEQMALLOC_ALLOCATOR_SPINLOCK_H_
 
 #include <atomic>
 #include <cstdint>
+
+#include "allocator/reentry.h"
 
 namespace rseqmalloc::internal {
 
@@ -23,6 +30,7 @@ class SpinLock {
   SpinLock& operator=(const SpinLock&) = delete;
 
   void Lock() {
+    EnterAllocator();
     uint32_t expected = 0;
     if (__builtin_expect(state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
                                                         std::memory_order_relaxed),
@@ -33,13 +41,19 @@ class SpinLock {
   }
 
   bool TryLock() {
+    EnterAllocator();
     uint32_t expected = 0;
-    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
-                                          std::memory_order_relaxed);
+    if (state_.compare_exchange_strong(expected, 1, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+      return true;
+    }
+    LeaveAllocator();
+    return false;
   }
 
   void Unlock() {
     if (__builtin_expect(state_.exchange(0, std::memory_order_release) == 2, 0)) Wake();
+    LeaveAllocator();
   }
 
   // For tests and assertions only: racy by nature.

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "allocator/frontend/frontend.h"
+#include "allocator/reentrant_blocks.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -17,6 +18,15 @@ bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 void* Fail(int error) {
   errno = error;
   return nullptr;
+}
+
+// Moves the block at p (usable bytes) into a new one of `size` bytes.
+void* MoveBlock(void* p, size_t usable, size_t size) {
+  void* q = Allocate(size);
+  if (q == nullptr) return nullptr;  // errno set; p untouched, as C requires
+  memcpy(q, p, usable < size ? usable : size);
+  Free(p);
+  return q;
 }
 
 }  // namespace
@@ -36,24 +46,24 @@ void* Realloc(void* p, size_t size) {
     return nullptr;
   }
   uint32_t cls = ClassifyPointer(p);
+  size_t usable;
   if (cls == kNotOurs) {
+    // A block a signal handler got (reentrant_blocks.h) always moves.
+    usable = ReentrantUsableSize(p);
+    if (usable != 0) return MoveBlock(p, usable, size);
     // Reported like an invalid free; when told to carry on, fail the call
     // and touch nothing.
     ReportInvalidPointer("realloc(): invalid pointer", p);
     return Fail(EINVAL);
   }
-  size_t usable = CheckedUsableSize(p);
+  usable = CheckedUsableSize(p);
   // Stay in place only where a sized free of the new size still finds the
   // block's class: the same class, or a large block at least half used.
   if (cls == kLargeClass ? (size > kMaxSmallSize && size <= usable && size >= usable / 2)
                          : (size <= kMaxSmallSize && SizeToClass(size) == cls)) {
     return p;
   }
-  void* q = Allocate(size);
-  if (q == nullptr) return nullptr;  // errno set; p untouched, as C requires
-  memcpy(q, p, usable < size ? usable : size);
-  Free(p);
-  return q;
+  return MoveBlock(p, usable, size);
 }
 
 void* ReallocArray(void* p, size_t count, size_t size) {

@@ -41,6 +41,10 @@ struct rseqmalloc_stats {
   uint64_t front_end_misses;
   uint64_t rseq_restarts;          /* aborted critical sections, process-wide */
   uint64_t released_bytes_total;   /* cumulative bytes returned with madvise */
+  /* Calls from signal handlers that interrupted their own thread inside the
+     allocator, served without locks (docs/reliability.md); both cumulative. */
+  uint64_t reentrant_blocks_mapped; /* blocks mapped directly for them */
+  uint64_t reentrant_frees_deferred;/* frees handed back later */
 };
 
 /* Fills *out. Returns 0, or -1 when out is NULL. */

@@ -4,6 +4,7 @@
 #include "allocator/central_heap.h"
 #include "allocator/frontend/frontend.h"
 #include "allocator/frontend/stats_report.h"
+#include "allocator/reentrant_blocks.h"
 
 namespace in = rseqmalloc::internal;
 
@@ -19,7 +20,8 @@ __attribute__((visibility("default"))) const char* rseqmalloc_mode(void) {
 __attribute__((visibility("default"))) int rseqmalloc_owns(const void* p) {
   uint32_t cls = in::ClassifyPointer(p);
   if (cls == in::kLargeClass) return 1;
-  if (cls == in::kNotOurs || p == nullptr) return 0;
+  if (cls == in::kNotOurs) return in::ReentrantUsableSize(p) != 0 ? 1 : 0;
+  if (p == nullptr) return 0;
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
   const in::Span* span = in::g_pagemap.GetSpan(a >> in::kPageShift);
   return span != nullptr && (a - span->start_address()) % in::ClassToSize(cls) == 0 ? 1 : 0;
@@ -51,7 +53,9 @@ __attribute__((visibility("default"))) int rseqmalloc_get_stats(struct rseqmallo
                           s.front_end_hits,
                           s.front_end_misses,
                           s.rseq_restarts,
-                          s.released_bytes_total};
+                          s.released_bytes_total,
+                          s.reentrant_blocks_mapped,
+                          s.reentrant_frees_deferred};
   return 0;
 }
 

@@ -15,6 +15,8 @@
 #include "allocator/config/options.h"
 #include "allocator/frontend/stats_report.h"
 #include "allocator/frontend/stats_signal.h"
+#include "allocator/reentrant_blocks.h"
+#include "allocator/reentry.h"
 #include "rseq/registration.h"
 
 namespace rseqmalloc::internal {
@@ -48,7 +50,9 @@ FrontEnd FrontEndFor(CacheMode mode) {
 
 bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != CacheMode::kNone; }
 
+// Holding the locks across fork counts as being inside the allocator.
 void PrepareFork() {
+  EnterAllocator();
   ThreadCache::LockForFork();
   CpuCache::LockForFork();
   LockAllForFork();
@@ -58,6 +62,7 @@ void AfterFork() {
   UnlockAllAfterFork();
   CpuCache::UnlockAfterFork();
   ThreadCache::UnlockAfterFork();
+  LeaveAllocator();
 }
 
 void PrintStartupLine(const Options& options) {
@@ -72,6 +77,25 @@ void PrintStartupLine(const Options& options) {
 void* OutOfMemory() {
   errno = ENOMEM;
   return nullptr;
+}
+
+// A signal handler interrupted this thread inside the allocator (reentry.h):
+// serve it without locks and without the thread's cache.
+void* AllocateReentered(size_t size, size_t align) {
+  void* p = ReentrantAllocate(size, align);
+  return p != nullptr ? p : OutOfMemory();
+}
+
+void FreeReentered(void* p, uint32_t cls) {
+  if (cls - 1 < kNumClasses - 1 || cls == kLargeClass) return DeferFree(p, cls);
+  if (p == nullptr || ReentrantFree(p)) return;
+  ReportInvalidPointer("free(): invalid pointer", p);
+}
+
+// Hands back what re-entered frees deferred; every slow path that is not
+// re-entered looks, so the stack drains soon after any thread moves on.
+void ReturnDeferredFreesIfAny() {
+  if (__builtin_expect(HasDeferredFrees(), 0)) ReturnDeferredFrees();
 }
 
 }  // namespace
@@ -111,8 +135,26 @@ void EnsureInitialized() {
   if (options.stats_signal != 0) InstallStatsSignal(options.stats_signal);
 }
 
+void ReturnDeferredFrees() {
+  void* node = TakeDeferredFrees();
+  while (node != nullptr) {
+    void* next = NextDeferred(node);
+    uint32_t cls = DeferredClass(node);
+    if (cls == kLargeClass) {
+      FreeLarge(node);
+    } else {
+      InsertBatch(cls, &node, 1);
+    }
+    node = next;
+  }
+}
+
 void* AllocateSmallSlow(uint32_t cls, int fast_id) {
+  if (InsideAllocator()) return AllocateReentered(ClassToSize(cls), 16);
+  // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
+  AllocatorSection section;
+  ReturnDeferredFreesIfAny();
   // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
   // of memory, which the thread-cache path below finds out again).
   void* p = nullptr;
@@ -124,7 +166,7 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   if (p != nullptr) return p;
   if (UsesThreadCaches()) {
     if (ThreadCache* cache = ThreadCache::Current()) {
-      void* p = cache->Pop(cls);  // the fast path may have seen the empty cache
+      void* p = cache->PopInside(cls);  // the fast path may have seen the empty cache
       if (p == nullptr) p = cache->Refill(cls);
       return p != nullptr ? p : OutOfMemory();
     }
@@ -134,13 +176,18 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
 }
 
 void* AllocateLargeSlow(size_t size, size_t align) {
-  EnsureInitialized();
   if (size > kMaxRequest) return OutOfMemory();
+  if (InsideAllocator()) return AllocateReentered(size, align);
+  EnsureInitialized();
+  ReturnDeferredFreesIfAny();
   void* p = AllocateLarge(size, align);
   return p != nullptr ? p : OutOfMemory();
 }
 
 void FreeSlow(void* p, uint32_t cls, int fast_id) {
+  if (InsideAllocator()) return FreeReentered(p, cls);
+  AllocatorSection section;
+  ReturnDeferredFreesIfAny();
   if (cls - 1 < kNumClasses - 1) {
     // Per-CPU overflow; false when this thread cannot use rseq.
     if (g_front_end == FrontEnd::kMmCid) {
@@ -150,7 +197,7 @@ void FreeSlow(void* p, uint32_t cls, int fast_id) {
     }
     if (UsesThreadCaches()) {
       if (ThreadCache* cache = ThreadCache::Current()) {
-        if (!cache->Push(cls, p)) cache->Overflow(cls, p);
+        if (!cache->PushInside(cls, p)) cache->Overflow(cls, p);
         return;
       }
     }
@@ -159,6 +206,7 @@ void FreeSlow(void* p, uint32_t cls, int fast_id) {
   }
   if (p == nullptr) return;
   if (cls == kLargeClass) return FreeLarge(p);
+  if (ReentrantFree(p)) return;
   ReportInvalidPointer("free(): invalid pointer", p);
 }
 
@@ -188,6 +236,7 @@ size_t CheckedUsableSize(const void* p) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) return ClassToSize(cls);
   if (cls == kLargeClass) return UsableSize(p);
+  if (size_t mapped = ReentrantUsableSize(p)) return mapped;
   ReportInvalidPointer("malloc_usable_size(): invalid pointer", p);
   return 0;
 }

@@ -113,6 +113,10 @@ inline void FreeSized(void* p, size_t size, size_t align) {
   FreeSizedChecked(p, size, align);
 }
 
+// Gives the central heap what re-entered frees deferred (reentrant_blocks.h).
+// Not to be called re-entered.
+void ReturnDeferredFrees();
+
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);
 

@@ -8,6 +8,8 @@
 #include "allocator/central_heap.h"
 #include "allocator/frontend/frontend.h"
 #include "allocator/frontend/thread_cache.h"
+#include "allocator/reentrant_blocks.h"
+#include "allocator/reentry.h"
 #include "allocator/spinlock.h"
 #include "rseq/restarts.h"
 
@@ -51,11 +53,20 @@ void CollectStats(AllocatorStats* out, CentralStats* central) {
   out->total_mapped_bytes = central->system_reserved_bytes + central->metadata_bytes;
   out->rseq_restarts = rseq::RestartCount();
   out->released_bytes_total = central->system_released_bytes_total;
+  ReentrantStats reentrant = GetReentrantStats();
+  out->reentrant_blocks_mapped = reentrant.blocks_mapped;
+  out->reentrant_frees_deferred = reentrant.frees_deferred;
 }
 
 }  // namespace
 
+// Frees a signal handler deferred would otherwise count as in use.
+void SettleDeferredFrees() {
+  if (!InsideAllocator() && HasDeferredFrees()) ReturnDeferredFrees();
+}
+
 AllocatorStats SnapshotStats() {
+  SettleDeferredFrees();
   SpinLockHolder hold(&g_snapshot_lock);
   AllocatorStats s;
   CollectStats(&s, &g_snapshot_central);
@@ -77,6 +88,18 @@ void PrintClassSection(const CentralStats& central, int fd) {
   }
 }
 
+// Only when it happened: calls from signal handlers that interrupted their
+// own thread's allocator (reentry.h), served outside the layers above.
+void PrintReentrySection(int fd) {
+  ReentrantStats r = GetReentrantStats();
+  if (r.blocks_mapped == 0 && r.frees_deferred == 0 && r.refused == 0) return;
+  LogLine line;
+  line.Str("  signal re-entry: ").Dec(r.blocks_mapped).Str(" blocks mapped directly (")
+      .Dec(r.live_blocks).Str(" live, ").Dec(r.live_bytes).Str(" bytes), ")
+      .Dec(r.frees_deferred).Str(" frees deferred, ").Dec(r.refused).Str(" refused\n")
+      .Flush(fd);
+}
+
 void PrintCpuSection(int fd) {
   if (CpuCache::NumIds() == 0) return;
   LogLine line;
@@ -95,6 +118,7 @@ void PrintCpuSection(int fd) {
 // Holds the snapshot lock throughout: the per-class section reads the same
 // central snapshot as the totals.
 void PrintStatsReport(int fd) {
+  SettleDeferredFrees();
   SpinLockHolder hold(&g_snapshot_lock);
   AllocatorStats s;
   CollectStats(&s, &g_snapshot_central);
@@ -121,6 +145,7 @@ void PrintStatsReport(int fd) {
   line.Str("  rseq restarts               ").Dec(s.rseq_restarts).Str("\n").Flush(fd);
   line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
       .Flush(fd);
+  PrintReentrySection(fd);
   PrintCpuSection(fd);
   PrintClassSection(g_snapshot_central, fd);
 }

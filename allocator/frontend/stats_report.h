@@ -29,6 +29,8 @@ struct AllocatorStats {
   uint64_t front_end_misses;
   uint64_t rseq_restarts;
   uint64_t released_bytes_total;    // cumulative bytes given back with madvise
+  uint64_t reentrant_blocks_mapped; // re-entered calls (reentrant_blocks.h)
+  uint64_t reentrant_frees_deferred;
 };
 
 // One consistent snapshot of every layer (CentralStats is too large for a

@@ -81,8 +81,13 @@ ThreadCache* ThreadCache::Current() {
     return nullptr;
   }
   // May allocate (keys past the first 32 use a second-level array): that
-  // recursive call sees kSettingUp and goes to the central heap.
+  // recursive call sees kSettingUp and goes to the central heap. It is a
+  // call of our own, not a signal handler's, and no lock or list is half
+  // done here, so it is let in as if the thread were outside the allocator.
+  uint32_t depth = tls_allocator_depth;
+  tls_allocator_depth = 0;
   if (exit_key_ok) pthread_setspecific(exit_key, cache);
+  tls_allocator_depth = depth;
   tls_thread_cache = cache;
   tls_state = ThreadState::kReady;
   return cache;
@@ -106,7 +111,7 @@ void* ThreadCache::Refill(uint32_t cls) {
   void* objects[kMaxBatch];
   int got = RemoveBatch(cls, objects, static_cast<int>(batch));
   if (got == 0) return nullptr;
-  for (int i = 1; i < got; ++i) Push(cls, objects[i]);  // the list is empty: all fit
+  for (int i = 1; i < got; ++i) PushInside(cls, objects[i]);  // the list is empty: all fit
   ScavengeIfOverBudget();
   return objects[0];
 }
@@ -116,7 +121,7 @@ void ThreadCache::Overflow(uint32_t cls, void* p) {
   FreeList& list = lists_[cls];
   uint32_t batch = static_cast<uint32_t>(ClassToBatch(cls));
   ReleaseBatch(cls, batch < list.length ? batch : list.length);
-  if (!Push(cls, p)) InsertBatch(cls, &p, 1);  // capacity 0: cache nothing
+  if (!PushInside(cls, p)) InsertBatch(cls, &p, 1);  // capacity 0: cache nothing
   ScavengeIfOverBudget();
 }
 
@@ -157,6 +162,7 @@ void ThreadCache::Flush() {
 }
 
 void ThreadCache::OnThreadExit(void* arg) {
+  AllocatorSection section;
   auto* cache = static_cast<ThreadCache*>(arg);
   // Later destructors may still allocate: they go to the central heap.
   tls_state = ThreadState::kExited;
@@ -176,6 +182,7 @@ void ThreadCache::OnThreadExit(void* arg) {
 
 ThreadCache::Totals ThreadCache::GetTotals() {
   Totals totals{};
+  AllocatorSection section;  // a handler must not wait for registry_lock
   pthread_mutex_lock(&registry_lock);
   totals.hits = exited_hits;
   totals.misses = exited_misses;

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "allocator/reentry.h"
 #include "allocator/size_classes.h"
 
 namespace rseqmalloc::internal {
@@ -26,7 +27,29 @@ class ThreadCache {
   static ThreadCache* Current();
 
   // Fast path: pops a cached object of class `cls`, or nullptr on a miss.
+  // The lists are plain memory, so a signal handler that allocates must not
+  // find one half-changed: the fast path marks the thread inside the
+  // allocator (reentry.h) and a handler that interrupted it misses.
   void* Pop(uint32_t cls) {
+    if (__builtin_expect(InsideAllocator(), 0)) return nullptr;
+    EnterAllocator();
+    void* p = PopInside(cls);
+    LeaveAllocator();
+    return p;
+  }
+
+  // Fast path: caches `p`, or returns false when the list is at capacity
+  // (or, as for Pop, when the call interrupted this thread's allocator).
+  bool Push(uint32_t cls, void* p) {
+    if (__builtin_expect(InsideAllocator(), 0)) return false;
+    EnterAllocator();
+    bool done = PushInside(cls, p);
+    LeaveAllocator();
+    return done;
+  }
+
+  // The same for callers already inside the allocator.
+  void* PopInside(uint32_t cls) {
     FreeList& list = lists_[cls];
     void* head = list.head;
     if (__builtin_expect(head == nullptr, 0)) return nullptr;
@@ -36,8 +59,7 @@ class ThreadCache {
     return head;
   }
 
-  // Fast path: caches `p`, or returns false when the list is at capacity.
-  bool Push(uint32_t cls, void* p) {
+  bool PushInside(uint32_t cls, void* p) {
     FreeList& list = lists_[cls];
     if (__builtin_expect(list.length >= list.capacity, 0)) return false;
     *static_cast<void**>(p) = list.head;
@@ -46,7 +68,7 @@ class ThreadCache {
     return true;
   }
 
-  // Slow paths.
+  // Slow paths, called inside the allocator.
   void* Refill(uint32_t cls);          // nullptr when out of memory
   void Overflow(uint32_t cls, void* p);  // caches p after giving a batch back
 
