@@ -70,6 +70,7 @@ int g_num_ids = 0;
 bool g_remote_drain = false;
 std::atomic<uint64_t> g_hits{0};
 std::atomic<int64_t> g_next_idle_scan_ns{0};
+std::atomic<uint64_t> g_evictions{0};
 
 uint32_t* HeaderWord(int id, uint32_t cls) {
   return reinterpret_cast<uint32_t*>(static_cast<char*>(g_slab) +
@@ -142,6 +143,64 @@ uint64_t StealCapacity(int id, uint32_t for_cls, uint64_t bytes) {
   return freed;
 }
 
+// When no class has enough unused capacity: takes capacity that holds
+// objects, from the class with the most capacity bytes, and sends the objects
+// above its new end to the transfer cache. Without this, a program whose
+// caches are all full (common: every class it ever used sits at capacity)
+// could never grow the class it now needs, and every call of that class
+// would go to the transfer cache.
+//
+// The victim's header is swapped to 0 first, by a compare-and-store that
+// runs on `id`: a section on `id` that read the old header has not committed
+// (it was preempted for us to run) and restarts, and every section that
+// reads 0 fails without writing (as in DrainId). Only holders of the id's
+// lock write a header that is 0, so the slots stay still while we copy them
+// out, and a plain store publishes the shrunk header, even if this thread
+// migrated meanwhile. Caller holds the id's lock. Returns the bytes freed.
+template <IndexMode kMode>
+uint64_t EvictCapacity(int id, uint32_t for_cls, uint64_t bytes) {
+  uint32_t victim = 0;
+  uint64_t victim_bytes = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    if (cls == for_cls) continue;
+    uint32_t h = __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED);
+    uint64_t capacity = h == 0 ? 0 : (End(h) - g_class_begin[cls]) * ClassToSize(cls);
+    if (capacity > victim_bytes) {
+      victim = cls;
+      victim_bytes = capacity;
+    }
+  }
+  if (victim == 0) return 0;
+  uint32_t h = __atomic_load_n(HeaderWord(id, victim), __ATOMIC_RELAXED);
+  if (h == 0) return 0;
+  if (RseqOps::CompareAndStore<kMode, uint32_t>(id, g_slab, kSlabShift,
+                                                rseq::internal::kHeaderBytes * victim, h,
+                                                0) != rseq::CasResult::kStored) {
+    return 0;  // migrated, or the victim moved: the next miss tries again
+  }
+  size_t size = ClassToSize(victim);
+  uint32_t begin = g_class_begin[victim];
+  uint32_t current = Current(h);
+  uint32_t end = End(h);
+  // At least one batch, so two classes that take turns do not evict each
+  // other on every miss.
+  uint32_t slots = static_cast<uint32_t>((bytes + size - 1) / size);
+  uint32_t batch = static_cast<uint32_t>(ClassToBatch(victim));
+  if (slots < batch) slots = batch;
+  if (slots > end - begin) slots = end - begin;
+  uint32_t new_end = end - slots;
+  void** slot_array = Slots(id);
+  for (uint32_t s = new_end; s < current;) {
+    int n = static_cast<int>(current - s < kMaxBatch ? current - s : kMaxBatch);
+    InsertBatch(victim, slot_array + s, n);
+    s += static_cast<uint32_t>(n);
+  }
+  uint32_t new_current = current < new_end ? current : new_end;
+  __atomic_store_n(HeaderWord(id, victim), Header(new_current, new_end), __ATOMIC_RELEASE);
+  g_evictions.fetch_add(1, std::memory_order_relaxed);
+  return static_cast<uint64_t>(slots) * size;
+}
+
 // Grows class `cls` on `id` by up to `want` slots within the byte budget.
 // Caller holds the id's lock.
 template <IndexMode kMode>
@@ -157,7 +216,9 @@ void Grow(int id, uint32_t cls, uint32_t want) {
   uint64_t budget = GetOptions().per_cpu_cache_bytes;
   if (state.capacity_bytes + want * size > budget) {
     uint64_t over = state.capacity_bytes + want * size - budget;
-    state.capacity_bytes -= StealCapacity<kMode>(id, cls, over);
+    uint64_t freed = StealCapacity<kMode>(id, cls, over);
+    if (freed < over) freed += EvictCapacity<kMode>(id, cls, over - freed);
+    state.capacity_bytes -= freed;
     uint64_t left = budget > state.capacity_bytes ? budget - state.capacity_bytes : 0;
     if (want > left / size) want = static_cast<uint32_t>(left / size);
     if (want == 0) return;
@@ -365,6 +426,14 @@ void CpuCache::UnlockAfterFork() {
 }
 
 uint16_t CpuCache::MaxCapacity(uint32_t cls) { return kCapacity.max[cls]; }
+CpuCache::ClassFill CpuCache::FillOf(int id, uint32_t cls) {
+  if (g_slab == nullptr || id < 0 || id >= g_num_ids || cls == 0 || cls >= kNumClasses) return {};
+  uint32_t current, end;
+  Decode(cls, __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED), &current, &end);
+  return {current - g_class_begin[cls], end - g_class_begin[cls]};
+}
+
+uint64_t CpuCache::EvictionCount() { return g_evictions.load(std::memory_order_relaxed); }
 int CpuCache::NumIds() { return g_num_ids; }
 
 FrontEndTotals GetCpuCacheTotals() { return CpuCache::Totals(); }

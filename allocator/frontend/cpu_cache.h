@@ -12,8 +12,9 @@
 //  * a miss or an overflow grows the class by one batch, up to
 //    MaxCapacity(c), while the id's capacity in bytes stays within
 //    RSEQMALLOC_PER_CPU_CACHE_BYTES; past the budget it takes unused capacity
-//    (end - current) from the class holding the most, and without any, the
-//    miss is served with a batch that fits and the overflow drains a batch;
+//    (end - current) from the class holding the most, and when that is not
+//    enough it evicts: the class with the most capacity gives up at least a
+//    batch of it, and the objects above its new end go to the transfer cache;
 //  * an id whose slow path has not run for kIdlePeriodNs while others ran is
 //    drained whole back to the transfer cache (DrainId), so a CPU (or cid)
 //    the process stopped using does not strand memory; malloc_trim drains
@@ -70,7 +71,9 @@ class CpuCache {
 
   template <rseq::IndexMode kMode>
   __attribute__((always_inline)) static bool Push(uint32_t cls, void* p, int* id) {
-    return rseq::RseqOps::PushOnce<kMode>(g_slab, kSlabShift, cls, p, id);
+    bool done = rseq::RseqOps::PushOnce<kMode>(g_slab, kSlabShift, cls, p, id);
+    if (__builtin_expect(done, 1)) ++tls_cpu_cache_hits;
+    return done;
   }
 
   // Slow paths after a miss / an overflow (`fast_id`: what the fast path
@@ -100,6 +103,14 @@ class CpuCache {
   static void LockForFork();
   static void UnlockAfterFork();
   static uint16_t MaxCapacity(uint32_t cls);
+  // Objects cached and capacity (both in objects) of one class on one id.
+  struct ClassFill {
+    uint32_t cached;
+    uint32_t capacity;
+  };
+  static ClassFill FillOf(int id, uint32_t cls);
+  // Times a class's cached objects were evicted to give capacity to another.
+  static uint64_t EvictionCount();
   static int NumIds();
 };
 

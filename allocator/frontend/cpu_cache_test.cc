@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <random>
@@ -66,6 +67,76 @@ TEST_F(CpuCacheTest, CachedBytesStayWithinThePerIdBudget) {
   }
   for (void* p : blocks) Free(p);
   EXPECT_LE(CpuCache::Totals().cached_bytes, budget * static_cast<uint64_t>(CpuCache::NumIds()));
+}
+
+// Every class the program used sits at capacity, full of objects, and the
+// id is at its budget: a class used only now must still get capacity (by
+// evicting another class's objects), or every one of its calls would miss.
+TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
+  if (GetOptions().per_cpu_cache_bytes < (1u << 20)) {
+    GTEST_SKIP() << "set up for the default budget (the classes below must fill it)";
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  ASSERT_TRUE(CpuCache::DrainAll());
+  // Their capacities together exceed the default budget.
+  const size_t sizes[] = {16,   32,   48,   64,    96,    128,   256,   512,    1024,
+                          2048, 4096, 8192, 16384, 32768, 65536, 98304, 131072, 262144};
+  std::vector<void*> blocks;
+  std::vector<std::vector<void*>> reserve;  // kept back, to top each class up exactly
+  for (size_t size : sizes) {
+    reserve.emplace_back();
+    size_t count = std::min<size_t>(2000, std::max<size_t>(64, (8u << 20) / size));
+    for (size_t i = 0; i < count; ++i) {
+      void* p = Allocate(size);
+      ASSERT_NE(p, nullptr);
+      (i < count / 4 ? reserve.back() : blocks).push_back(p);
+    }
+  }
+  for (void* p : blocks) Free(p);
+  int id = -1;  // the one id this pinned thread used since the drain
+  for (int i = 0; i < CpuCache::NumIds(); ++i) {
+    if (CpuCache::StatsOf(i).used) id = i;
+  }
+  ASSERT_GE(id, 0);
+  // Fill every class to exactly its capacity: no unused capacity anywhere.
+  for (size_t k = 0; k < std::size(sizes); ++k) {
+    uint32_t cls = SizeToClass(sizes[k]);
+    while (!reserve[k].empty()) {
+      CpuCache::ClassFill fill = CpuCache::FillOf(id, cls);
+      if (fill.cached == fill.capacity) break;
+      Free(reserve[k].back());
+      reserve[k].pop_back();
+    }
+    CpuCache::ClassFill fill = CpuCache::FillOf(id, cls);
+    ASSERT_EQ(fill.cached, fill.capacity) << "size " << sizes[k];
+  }
+  const uint32_t new_cls = SizeToClass(200);  // not used above
+  const uint64_t budget = GetOptions().per_cpu_cache_bytes;
+  CpuCache::IdStats full = CpuCache::StatsOf(id);
+  ASSERT_GT(full.capacity_bytes + ClassToBatch(new_cls) * ClassToSize(new_cls), budget)
+      << "the id should have no room for a batch of the new class";
+  const uint64_t evictions_before = CpuCache::EvictionCount();
+
+  constexpr int kRounds = 100;
+  constexpr int kBurst = 64;
+  void* burst[kBurst];
+  for (int round = 0; round < kRounds; ++round) {
+    for (void*& p : burst) p = Allocate(200);
+    for (void* p : burst) Free(p);
+  }
+  uint64_t misses = CpuCache::StatsOf(id).misses - full.misses;
+  // Growing to 64 objects takes a few misses; with no capacity to be had,
+  // most of the 2 * 64 * 100 calls would miss.
+  EXPECT_LT(misses, 2u * kBurst * kRounds / 20) << "misses: " << misses;
+  EXPECT_GT(CpuCache::EvictionCount(), evictions_before);
+  EXPECT_GE(CpuCache::FillOf(id, new_cls).capacity, static_cast<uint32_t>(kBurst));
+  EXPECT_LE(CpuCache::StatsOf(id).capacity_bytes, budget);
+  for (auto& r : reserve) {
+    for (void* p : r) Free(p);
+  }
 }
 
 TEST_F(CpuCacheTest, DrainAllEmptiesEveryCache) {
@@ -163,6 +234,10 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
   EXPECT_EQ(InUseObjects(), baseline) << "blocks lost or duplicated in the caches";
   // The signal storm and the drain's membarrier interrupt critical sections.
   EXPECT_GT(rseq::RestartCount(), restarts_before);
+  // With a small budget (the _small_budget targets) classes keep taking
+  // capacity from each other, so eviction ran concurrently with everything
+  // above.
+  if (GetOptions().per_cpu_cache_bytes <= 128 * 1024) EXPECT_GT(CpuCache::EvictionCount(), 0u);
 }
 
 }  // namespace

@@ -44,6 +44,7 @@ class ThreadCache {
     if (__builtin_expect(InsideAllocator(), 0)) return false;
     EnterAllocator();
     bool done = PushInside(cls, p);
+    if (__builtin_expect(done, 1)) ++hits_;
     LeaveAllocator();
     return done;
   }

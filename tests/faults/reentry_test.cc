@@ -70,7 +70,9 @@ TEST(Reentry, SmallAllocationWorksInEveryMode) {
   ASSERT_NE(p, nullptr);
   memset(p, 0x33, 48);
   EXPECT_EQ(rseqmalloc_owns(p), 1);
-  if (ThreadModeOrNone()) EXPECT_EQ(Stats().reentrant_blocks_mapped, mapped_before + 1);
+  if (ThreadModeOrNone()) {
+    EXPECT_EQ(Stats().reentrant_blocks_mapped, mapped_before + 1);
+  }
   Reentered([p] {
     free(p);  // a re-entered free of a re-entrant block unmaps it at once
     return 0;
