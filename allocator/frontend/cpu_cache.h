@@ -13,8 +13,10 @@
 //    MaxCapacity(c), while the id's capacity in bytes stays within
 //    RSEQMALLOC_PER_CPU_CACHE_BYTES; past the budget it takes unused capacity
 //    (end - current) from the class holding the most, and when that is not
-//    enough it evicts: the class with the most capacity gives up at least a
+//    enough and the class is in sustained demand (a share of the id's recent
+//    misses) it evicts: the class with the most capacity gives up at least a
 //    batch of it, and the objects above its new end go to the transfer cache;
+//    a refill takes only what fits;
 //  * an id whose slow path has not run for kIdlePeriodNs while others ran is
 //    drained whole back to the transfer cache (DrainId), so a CPU (or cid)
 //    the process stopped using does not strand memory; malloc_trim drains
