@@ -106,11 +106,15 @@ build_and_run cc_static g++ "$TMP/check.cc" rseqmalloc-static
 
 # The shared builds load the installed library; the static ones none.
 for name in c_shared cc_shared; do
-  ldd "$TMP/$name" | grep -q "librseqmalloc.so => $P/lib/librseqmalloc.so" ||
+  # Not `ldd | grep -q`: under pipefail, grep's early exit can kill ldd with
+  # SIGPIPE and fail the pipeline although the line was found.
+  deps=$(ldd "$TMP/$name")
+  grep -qF "librseqmalloc.so => $P/lib/librseqmalloc.so" <<<"$deps" ||
     fail "$name does not load $P/lib/librseqmalloc.so: $(ldd "$TMP/$name")"
 done
 for name in c_static cc_static; do
-  ! readelf -d "$TMP/$name" | grep -q librseqmalloc || fail "$name needs librseqmalloc.so"
+  dynamic=$(readelf -d "$TMP/$name")
+  ! grep -q librseqmalloc <<<"$dynamic" || fail "$name needs librseqmalloc.so"
 done
 
 # The installed wrapper preloads the installed library.
