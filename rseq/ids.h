@@ -66,49 +66,42 @@ inline Rseq* ThreadArea() {
   return reinterpret_cast<Rseq*>(ThreadPointer() + AreaOffset());
 }
 
+// The 32-bit field at kOffset of the thread's area, or cpu_id (negative)
+// when the thread is unregistered.
+template <int kOffset>
+inline int FieldIfRegistered() {
+  int id;
+  asm volatile(
+      "movl %%fs:%c[cpu_id](%[area]), %[id]\n\t"  // id = area->cpu_id
+      "testl %[id], %[id]\n\t"                    // if (id < 0)
+      "js 1f\n\t"                                 //   return id
+      "movl %%fs:%c[field](%[area]), %[id]\n\t"   // id = area->field
+      "1:"
+      : [id] "=&r"(id)  // written before `area` is read again
+      : [area] "r"(AreaOffset()), [cpu_id] "i"(kCpuIdOffset), [field] "i"(kOffset)
+      : "cc");
+  return id;
+}
+
 }  // namespace internal
 
 // Current CPU number, or negative when the thread has no registered area.
 inline int CpuId() {
   int id;
-  asm volatile("movl %%fs:4(%[area]), %[id]"  // id = area->cpu_id
+  asm volatile("movl %%fs:%c[cpu_id](%[area]), %[id]"  // id = area->cpu_id
                : [id] "=r"(id)
-               : [area] "r"(internal::AreaOffset()));
+               : [area] "r"(internal::AreaOffset()), [cpu_id] "i"(kCpuIdOffset));
   return id;
 }
 
 // Current concurrency id (kernel >= 6.3, see MmCidSupported()), or negative
 // when unregistered. mm_cid is meaningless in an unregistered area (glibc
 // leaves stale values in a reused TCB), so cpu_id decides registration.
-inline int MmCid() {
-  int id;
-  asm volatile(
-      "movl %%fs:4(%[area]), %[id]\n\t"   // id = area->cpu_id
-      "testl %[id], %[id]\n\t"            // if (id < 0)
-      "js 1f\n\t"                         //   return id
-      "movl %%fs:24(%[area]), %[id]\n\t"  // id = area->mm_cid
-      "1:"
-      : [id] "=&r"(id)  // written before `area` is read again
-      : [area] "r"(internal::AreaOffset())
-      : "cc");
-  return id;
-}
+inline int MmCid() { return internal::FieldIfRegistered<kMmCidOffset>(); }
 
 // Current NUMA node (kernel >= 6.3, see NodeIdSupported()), or negative
 // when unregistered.
-inline int NodeId() {
-  int id;
-  asm volatile(
-      "movl %%fs:4(%[area]), %[id]\n\t"   // id = area->cpu_id
-      "testl %[id], %[id]\n\t"            // if (id < 0)
-      "js 1f\n\t"                         //   return id
-      "movl %%fs:20(%[area]), %[id]\n\t"  // id = area->node_id
-      "1:"
-      : [id] "=&r"(id)  // written before `area` is read again
-      : [area] "r"(internal::AreaOffset())
-      : "cc");
-  return id;
-}
+inline int NodeId() { return internal::FieldIfRegistered<kNodeIdOffset>(); }
 
 }  // namespace rseq
 

@@ -46,17 +46,15 @@ void* Realloc(void* p, size_t size) {
     return nullptr;
   }
   uint32_t cls = ClassifyPointer(p);
-  size_t usable;
   if (cls == kNotOurs) {
     // A block a signal handler got (reentrant_blocks.h) always moves.
-    usable = ReentrantUsableSize(p);
-    if (usable != 0) return MoveBlock(p, usable, size);
+    if (size_t mapped = ReentrantUsableSize(p)) return MoveBlock(p, mapped, size);
     // Reported like an invalid free; when told to carry on, fail the call
     // and touch nothing.
     ReportInvalidPointer("realloc(): invalid pointer", p);
     return Fail(EINVAL);
   }
-  usable = CheckedUsableSize(p);
+  size_t usable = CheckedUsableSize(p);
   // Stay in place only where a sized free of the new size still finds the
   // block's class: the same class, or a large block at least half used.
   if (cls == kLargeClass ? (size > kMaxSmallSize && size <= usable && size >= usable / 2)

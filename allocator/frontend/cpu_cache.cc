@@ -56,7 +56,6 @@ constexpr CapacityTable kCapacity = MakeCapacityTable();
 static_assert(kCapacity.end_slot * 8 <= (size_t{1} << kSlabShift), "slab region too small");
 static_assert(kCapacity.end_slot <= 0xffff, "slot indices are 16-bit");
 
-// Slow-path state of one id, alone on its cache line.
 // Eviction (EvictCapacity) is for classes in sustained demand: a class may
 // evict once it has at least kEvictMinShare of the id's recent misses.
 // Recent: each class's count is halved every kMissWindow misses of the id.
@@ -67,6 +66,7 @@ static_assert(kCapacity.end_slot <= 0xffff, "slot indices are 16-bit");
 constexpr uint32_t kMissWindow = 64;
 constexpr uint16_t kEvictMinShare = 8;
 
+// Slow-path state of one id, on cache lines of its own.
 struct alignas(64) IdState {
   SpinLock lock;
   uint64_t capacity_bytes;  // sum over classes of (end - begin) * size
@@ -171,19 +171,20 @@ uint64_t StealCapacity(int id, uint32_t for_cls, uint64_t bytes) {
 template <IndexMode kMode>
 uint64_t EvictCapacity(int id, uint32_t for_cls, uint64_t bytes) {
   uint32_t victim = 0;
+  uint32_t h = 0;  // the victim's header as the scan read it
   uint64_t victim_bytes = 0;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     if (cls == for_cls) continue;
-    uint32_t h = __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED);
-    uint64_t capacity = h == 0 ? 0 : (End(h) - g_class_begin[cls]) * ClassToSize(cls);
+    uint32_t header = __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED);
+    uint64_t capacity =
+        header == 0 ? 0 : (End(header) - g_class_begin[cls]) * ClassToSize(cls);
     if (capacity > victim_bytes) {
       victim = cls;
+      h = header;
       victim_bytes = capacity;
     }
   }
   if (victim == 0) return 0;
-  uint32_t h = __atomic_load_n(HeaderWord(id, victim), __ATOMIC_RELAXED);
-  if (h == 0) return 0;
   if (RseqOps::CompareAndStore<kMode, uint32_t>(id, g_slab, kSlabShift,
                                                 rseq::internal::kHeaderBytes * victim, h,
                                                 0) != rseq::CasResult::kStored) {
@@ -327,9 +328,9 @@ void* CpuCache::Refill(uint32_t cls, int fast_id) {
   // costs one object per miss, not a batch each way.
   int want = ClassToBatch(cls);
   if (id >= 0 && id < g_num_ids) {
-    uint32_t current, end;
-    Decode(cls, __atomic_load_n(HeaderWord(id, cls), __ATOMIC_RELAXED), &current, &end);
-    if (end - current + 1 < static_cast<uint32_t>(want)) want = static_cast<int>(end - current + 1);
+    ClassFill fill = FillOf(id, cls);
+    uint32_t room = fill.capacity - fill.cached;
+    if (room + 1 < static_cast<uint32_t>(want)) want = static_cast<int>(room + 1);
   }
   void* batch[kMaxBatch];
   int n = RemoveBatch(cls, batch, want);

@@ -58,12 +58,12 @@ void CollectStats(AllocatorStats* out, CentralStats* central) {
   out->reentrant_frees_deferred = reentrant.frees_deferred;
 }
 
-}  // namespace
-
 // Frees a signal handler deferred would otherwise count as in use.
 void SettleDeferredFrees() {
   if (!InsideAllocator() && HasDeferredFrees()) ReturnDeferredFrees();
 }
+
+}  // namespace
 
 AllocatorStats SnapshotStats() {
   SettleDeferredFrees();
