@@ -41,6 +41,20 @@ constinit TransferCache g_transfer[kNumClasses];
 
 bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
 
+size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
+
+// The span of the in-use large block that starts at p; crashes naming p
+// otherwise (anything else would corrupt the heap).
+Span* LiveLargeSpan(void* p, const char* what) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  Span* span = g_pagemap.GetSpan(a >> kPageShift);
+  if (span == nullptr || span->start_address() != a || span->size_class != kLargeClass ||
+      span->location != SpanLocation::kInUse || span->owner != &g_page_heap) {
+    CrashWithPointer(what, p);
+  }
+  return span;
+}
+
 }  // namespace
 
 void InitCentralHeap() {
@@ -60,25 +74,26 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
   g_transfer[cls].InsertRange(items, n);
 }
 
-void* AllocateLarge(size_t size, size_t align) {
+void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
   InitCentralHeap();
   if (align < kPageSize) align = kPageSize;
   if ((align & (align - 1)) != 0 || align > kMaxLargeBytes || size > kMaxLargeBytes) {
     return nullptr;
   }
-  size_t pages = size == 0 ? 1 : (size + kPageSize - 1) >> kPageShift;
-  Span* span = g_page_heap.New(pages, kLargeClass, align >> kPageShift);
-  return span == nullptr ? nullptr : span->start();
+  Span* span = g_page_heap.New(PagesFor(size), kLargeClass, align >> kPageShift);
+  if (span == nullptr) return nullptr;
+  if (zeroed != nullptr) *zeroed = span->was_returned;
+  return span->start();
 }
 
 void FreeLarge(void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  Span* span = g_pagemap.GetSpan(a >> kPageShift);
-  if (span == nullptr || span->start_address() != a || span->size_class != kLargeClass ||
-      span->location != SpanLocation::kInUse || span->owner != &g_page_heap) {
-    CrashWithPointer("free(): invalid pointer (not the start of a live large block)", p);
-  }
-  g_page_heap.Delete(span);
+  g_page_heap.Delete(LiveLargeSpan(p, "free(): invalid pointer (not the start of a live large block)"));
+}
+
+bool ResizeLargeInPlace(void* p, size_t size) {
+  if (size > kMaxLargeBytes) return false;
+  Span* span = LiveLargeSpan(p, "realloc(): invalid pointer (not the start of a live large block)");
+  return g_page_heap.ResizeLarge(span, PagesFor(size));
 }
 
 size_t UsableSize(const void* p) {

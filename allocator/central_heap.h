@@ -54,8 +54,14 @@ void InsertBatch(uint32_t cls, void* const* items, int n);
 // Whole pages for sizes above kMaxSmallSize or alignments above kPageSize.
 // align is a power of two (0 and values below kPageSize mean kPageSize);
 // the result is align-aligned. size 0 gets one page. nullptr on OOM or for an
-// impossible size / alignment.
-void* AllocateLarge(size_t size, size_t align);
+// impossible size / alignment. *zeroed (when not null) tells whether every
+// byte of the block is known to be zero (fresh or returned pages), so calloc
+// need not write them.
+void* AllocateLarge(size_t size, size_t align, bool* zeroed = nullptr);
+// Resizes the large block p (what AllocateLarge returned) to hold `size`
+// bytes without moving it: shrinking frees whole pages at its end, growing
+// takes the free pages after it. False when it cannot grow in place.
+bool ResizeLargeInPlace(void* p, size_t size);
 // p must be exactly what AllocateLarge returned; anything else crashes with
 // a message (it would corrupt the heap otherwise).
 void FreeLarge(void* p);

@@ -17,19 +17,35 @@ size_t RoundUp(size_t n, size_t align) { return (n + align - 1) / align * align;
 Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
   if (n == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0) return nullptr;
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
-  size_t want = n + align_pages - 1;
   SpinLockHolder h(&lock_);
-  Span* span = FindFree(want);
+  if (align_pages > 1) return NewAligned(n, cls, align_pages);
+  Span* span = FindFree(n);
   if (span == nullptr) {
-    if (!Grow(want)) return nullptr;
-    span = FindFree(want);
+    if (!Grow(n)) return nullptr;
+    span = FindFree(n);
     if (span == nullptr) return nullptr;
   }
-  span = Carve(span, want);
+  span = Carve(span, n);
   if (span == nullptr) return nullptr;
-  if (align_pages > 1 && !TrimTo(span, RoundUp(span->first_page, align_pages), n)) {
-    return nullptr;
+  Register(span, cls);
+  return span;
+}
+
+// An aligned run is looked for inside every free span, not only in spans
+// long enough for any placement (n + align - 1 pages): a loop of
+// posix_memalign(1 GiB) + free leaves its freed page between two pieces of
+// another state, and asking for a fresh GiB each time mapped 1 GiB per
+// iteration.
+Span* PageHeap::NewAligned(size_t n, uint32_t cls, size_t align_pages) {
+  uintptr_t first = 0;
+  Span* span = FindFreeAligned(n, align_pages, &first);
+  if (span == nullptr) {
+    if (!Grow(n + align_pages - 1)) return nullptr;
+    span = FindFreeAligned(n, align_pages, &first);
+    if (span == nullptr) return nullptr;
   }
+  span = Carve(span, span->num_pages);
+  if (span == nullptr || !TrimTo(span, first, n)) return nullptr;
   Register(span, cls);
   return span;
 }
@@ -51,6 +67,76 @@ void PageHeap::Delete(Span* span) {
   span->location = SpanLocation::kFreeBacked;
   MergeAndInsert(span);
   EnforceCap();
+}
+
+bool PageHeap::ResizeLarge(Span* span, size_t n) {
+  if (n == 0 || n > kMaxRequestPages) return false;
+  SpinLockHolder h(&lock_);
+  if (span->owner != this || span->location != SpanLocation::kInUse ||
+      span->size_class != kLargeClass) {
+    Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
+  }
+  if (n == span->num_pages) return true;
+  if (n < span->num_pages) {
+    Span* tail = NewSpan();
+    if (tail == nullptr) return false;
+    tail->owner = this;
+    tail->first_page = span->first_page + n;
+    tail->num_pages = span->num_pages - n;
+    tail->location = SpanLocation::kFreeBacked;
+    large_pages_ -= tail->num_pages;
+    span->num_pages = n;
+    SetBoundaries(span);
+    MergeAndInsert(tail);
+    EnforceCap();
+    return true;
+  }
+  size_t extra = n - span->num_pages;
+  Span* next = FreeSpanAfter(span);
+  if (next == nullptr || next->num_pages < extra) {
+    // The block ends where the heap does: claim what follows from the system.
+    uintptr_t end = span->first_page + span->num_pages;
+    size_t have = next == nullptr ? 0 : next->num_pages;
+    if (!GrowAt(end + have, extra - have)) return false;
+    next = FreeSpanAfter(span);
+    if (next == nullptr || next->num_pages < extra) return false;
+  }
+  RemoveFree(next);
+  if (next->num_pages > extra) {
+    next->first_page += extra;
+    next->num_pages -= extra;
+    SetBoundaries(next);
+    InsertFree(next);
+  } else {
+    DeleteSpan(next);
+  }
+  span->num_pages = n;
+  large_pages_ += extra;
+  SetBoundaries(span);
+  return true;
+}
+
+// The free span of this heap that starts right after `span`, if any.
+Span* PageHeap::FreeSpanAfter(const Span* span) {
+  uintptr_t end = span->first_page + span->num_pages;
+  Span* next = g_pagemap.GetSpan(end);
+  if (next == nullptr || next->owner != this || next->first_page != end ||
+      next->location == SpanLocation::kInUse) {
+    return nullptr;
+  }
+  return next;
+}
+
+// Adds [first_page, first_page + n) to the heap when the system can hand out
+// exactly those pages (they continue its current chunk).
+bool PageHeap::GrowAt(uintptr_t first_page, size_t n) {
+  size_t ask = RoundUp(n, kGrowPages);
+  void* at = reinterpret_cast<void*>(first_page << kPageShift);
+  if (!SystemAllocAt(at, ask << kPageShift)) {
+    ask = n;
+    if (!SystemAllocAt(at, ask << kPageShift)) return false;
+  }
+  return AddFreshPages(first_page, ask);
 }
 
 void PageHeap::ReleaseAll() {
@@ -99,6 +185,30 @@ Span* PageHeap::FindFree(size_t n) {
         best = s;
       }
     }
+  }
+  return best;
+}
+
+Span* PageHeap::FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first) {
+  Span* best = nullptr;
+  auto consider = [&](Span* s) {
+    uintptr_t start = RoundUp(s->first_page, align_pages);
+    if (start + n > s->first_page + s->num_pages) return;
+    if (best == nullptr || s->num_pages < best->num_pages ||
+        (s->num_pages == best->num_pages && s->first_page < best->first_page)) {
+      best = s;
+      *first = start;
+    }
+  };
+  // Exact lists: the first length with a fit is the best fit among them.
+  for (size_t len = n; len <= kMaxPages && best == nullptr; ++len) {
+    for (SpanList* list : {&backed_[len], &returned_[len]}) {
+      for (Span* s = list->first(); s != nullptr; s = s->next) consider(s);
+    }
+  }
+  if (best != nullptr) return best;
+  for (SpanList* list : {&long_backed_, &long_returned_}) {
+    for (Span* s = list->first(); s != nullptr; s = s->next) consider(s);
   }
   return best;
 }
@@ -170,17 +280,21 @@ bool PageHeap::Grow(size_t n) {
     mem = SystemAlloc(ask << kPageShift);
   }
   if (mem == nullptr) return false;
-  uintptr_t first = reinterpret_cast<uintptr_t>(mem) >> kPageShift;
+  return AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, ask);
+}
+
+// Pages fresh from the system: free, and counted as returned (untouched).
+bool PageHeap::AddFreshPages(uintptr_t first, size_t n) {
   // On failure the reservation is lost to this heap; it was never touched,
   // so it costs address space only.
-  if (!g_pagemap.Ensure(first, ask)) return false;
+  if (!g_pagemap.Ensure(first, n)) return false;
   Span* span = NewSpan();
   if (span == nullptr) return false;
   span->owner = this;
   span->first_page = first;
-  span->num_pages = ask;
+  span->num_pages = n;
   span->location = SpanLocation::kFreeReturned;
-  total_pages_ += ask;
+  total_pages_ += n;
   MergeAndInsert(span);
   return true;
 }

@@ -28,6 +28,12 @@
 //     re-allocates big buffers does not re-fault them every time.
 //   * ReleaseAll (malloc_trim) returns every free backed page.
 //
+// Large spans change length in place (ResizeLarge, for realloc): growth
+// takes the free pages after the span, shrinking frees its tail.
+//
+// Aligned allocations look for an aligned run inside every free span (best
+// fit), so freed aligned blocks are found again whatever their neighbours.
+//
 // Memory comes from the system in multiples of kGrowPages (2 MiB), which
 // stays untouched until used. A PageHeap must outlive its memory (use static
 // storage): spans of other heaps are recognised by their owner pointer.
@@ -74,6 +80,12 @@ class PageHeap {
   // Returns an in-use span of this heap; coalesces and applies the cap.
   void Delete(Span* span);
 
+  // Changes the length of an in-use large span to n pages in place:
+  // shrinking frees the tail; growing takes the free pages right after the
+  // span (or address space the system has not handed out yet, when the span
+  // ends where it starts). False, with the span unchanged, when it cannot.
+  bool ResizeLarge(Span* span, size_t n);
+
   // Returns every free backed page to the OS.
   void ReleaseAll();
 
@@ -88,8 +100,13 @@ class PageHeap {
 
  private:
   Span* FindFree(size_t n);
+  Span* NewAligned(size_t n, uint32_t cls, size_t align_pages);
+  Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
+  Span* FreeSpanAfter(const Span* span);
+  bool GrowAt(uintptr_t first_page, size_t n);
   Span* Carve(Span* span, size_t n);
   bool Grow(size_t n);
+  bool AddFreshPages(uintptr_t first, size_t n);
   bool TrimTo(Span* span, uintptr_t first_page, size_t n);
   void Register(Span* span, uint32_t cls);
   void SetBoundaries(Span* span);

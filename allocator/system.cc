@@ -83,6 +83,16 @@ void* SystemAlloc(size_t bytes) {
   return reinterpret_cast<void*>(result);
 }
 
+bool SystemAllocAt(void* p, size_t bytes) {
+  if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return false;
+  SpinLockHolder h(&g_system_lock);
+  uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  if (at != g_chunk_next || g_chunk_end - g_chunk_next < bytes) return false;
+  g_chunk_next += bytes;
+  g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
 bool SystemRelease(void* p, size_t bytes) {
   if (bytes == 0) return true;
   if (madvise(p, bytes, MADV_DONTNEED) != 0) return false;

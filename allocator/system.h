@@ -38,6 +38,11 @@ struct SystemStats {
 // kPageSize, or nullptr when the OS refuses. Thread-safe.
 void* SystemAlloc(size_t bytes);
 
+// Hands out exactly [p, p + bytes) when that range continues the current
+// chunk (the page heap extends a block that ends where the chunk's used part
+// does); false otherwise. Thread-safe.
+bool SystemAllocAt(void* p, size_t bytes);
+
 // Gives the pages of [p, p + bytes) back to the OS; the range stays mapped and
 // reads as zero afterwards. Both must be multiples of the OS page size.
 // Returns false if madvise failed (the pages then stay resident).

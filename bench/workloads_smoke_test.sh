@@ -12,6 +12,7 @@ for bin in "$@"; do
   esac
   extra=(--ms 30)
   [ "$name" = fragmentation ] && extra=(--mib 8)
+  [ "$name" = large_realloc ] && extra=(--ms 30 --size 4M)
   out=$("$bin" --threads "$threads" "${extra[@]}" 2>&1)
   rc=$?
   line=$(grep '^result ' <<<"$out")

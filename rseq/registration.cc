@@ -126,6 +126,18 @@ Registration CurrentRegistration() {
   return mode == kModeGlibc ? Registration::kGlibc : Registration::kOwn;
 }
 
+std::int32_t AreaCpuId() { return ReadCpuId(internal::ThreadArea()); }
+
+void MarkAreaUnavailable() {
+  __atomic_store_n(&internal::ThreadArea()->cpu_id, kCpuIdRegistrationFailed, __ATOMIC_RELAXED);
+}
+
+void RestoreArea(std::int32_t saved_cpu_id) {
+  std::int32_t expected = kCpuIdRegistrationFailed;
+  __atomic_compare_exchange_n(&internal::ThreadArea()->cpu_id, &expected, saved_cpu_id,
+                              false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 bool MmCidSupported() { return FeatureSize() >= kFeatureSizeMmCid; }
 
 bool NodeIdSupported() { return FeatureSize() >= kFeatureSizeNodeId; }

@@ -14,6 +14,8 @@
 #ifndef RSEQ_REGISTRATION_H_
 #define RSEQ_REGISTRATION_H_
 
+#include <cstdint>
+
 #include "rseq/restarts.h"  // RestartCount(): aborts seen by the primitives
 
 namespace rseq {
@@ -39,6 +41,27 @@ Registration CurrentRegistration();
 // every thread, and threads on different CPUs would share slot 0.
 bool MmCidSupported();
 bool NodeIdSupported();
+
+// Tasks that share a thread's TLS without being that thread: a vfork()
+// child, or a clone(CLONE_VM) child without CLONE_SETTLS. The kernel
+// registers rseq for no such task, yet it reads the thread's area, whose ids
+// are stale for it: a "critical section" it runs is not protected, on a
+// per-CPU slab another thread may be using.
+//
+// MarkAreaUnavailable(), called in such a child, stores
+// kCpuIdRegistrationFailed in the area's cpu_id: every section then fails
+// before touching data, and RegisterCurrentThread() answers kUnavailable
+// without a system call. It is the one write to cpu_id this library makes,
+// and it is made by a task the kernel does not know the area for; the
+// thread that owns it is suspended (vfork) or waiting for the child.
+// RestoreArea(saved), called in the thread once the child is gone, puts
+// back the cpu_id read before the child started (AreaCpuId()), unless the
+// kernel rewrote the ids meanwhile (then it leaves them): a compare-and-
+// exchange on the field, so a kernel update racing with it wins. Both are
+// async-signal-safe.
+std::int32_t AreaCpuId();
+void MarkAreaUnavailable();
+void RestoreArea(std::int32_t saved_cpu_id);
 
 }  // namespace rseq
 

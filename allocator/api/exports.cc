@@ -5,11 +5,13 @@
 #include <malloc.h>
 
 #include <cerrno>
+#include <cstdarg>
 #include <cstddef>
 
 #include "allocator/api/introspection.h"
 #include "allocator/api/libc_semantics.h"
 #include "allocator/frontend/frontend.h"
+#include "allocator/frontend/shared_tls_child.h"
 
 #define RSEQMALLOC_EXPORT __attribute__((visibility("default"), used))
 #define RSEQMALLOC_ALIAS(name) __attribute__((alias(#name), visibility("default"), used))
@@ -66,4 +68,26 @@ void* __libc_pvalloc(size_t size) noexcept RSEQMALLOC_ALIAS(pvalloc);
 int __posix_memalign(void** out, size_t align, size_t size) noexcept
     RSEQMALLOC_ALIAS(posix_memalign);
 
+// Children that share the caller's TLS (allocator/frontend/shared_tls_child.h).
+RSEQMALLOC_EXPORT int clone(int (*fn)(void*), void* stack, int flags, void* arg, ...) noexcept {
+  va_list rest;
+  va_start(rest, arg);
+  auto* parent_tid = va_arg(rest, pid_t*);
+  void* tls = va_arg(rest, void*);
+  auto* child_tid = va_arg(rest, pid_t*);
+  va_end(rest);
+  return in::CloneMarkingSharedTls(fn, stack, flags, arg, parent_tid, tls, child_tid);
+}
+
 }  // extern "C"
+
+// vfork cannot be a C function that calls another: the child returns on
+// this stack. A jump keeps the stack as the caller left it.
+asm(R"(
+  .text
+  .globl vfork
+  .type vfork, @function
+vfork:
+  jmp rseqmalloc_vfork
+  .size vfork, .-vfork
+)");

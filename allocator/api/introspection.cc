@@ -1,5 +1,6 @@
 #include "allocator/api/introspection.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <climits>
@@ -67,34 +68,66 @@ void MallocStats() {
   PrintStatsReport(STDERR_FILENO);
 }
 
+// Writes one line of a stream through stdio: the caller's FILE* may have no
+// file descriptor behind it (open_memstream, fmemopen). Not inside any lock
+// of ours, so stdio may allocate (a memory stream grows through malloc).
+void PutLine(FILE* out, LogLine& line) {
+  fwrite(line.data(), 1, line.size(), out);
+  line.Clear();
+}
+
 // The same figures as the report, as the XML element malloc_info promises.
 int MallocInfo(int options, FILE* out) {
   if (options != 0) return EINVAL;  // glibc returns the error, errno untouched
   if (out == nullptr) return -1;
   EnsureInitialized();
   AllocatorStats s = SnapshotStats();
-  int fd = fileno(out);
-  if (fd < 0) return -1;
-  fflush(out);  // keep whatever the caller wrote before ours
   LogLine line;
-  line.Str("<malloc version=\"rseqmalloc-1\" mode=\"").Str(s.mode).Str("\">\n").Flush(fd);
-  line.Str("<total type=\"in_use\" size=\"").Dec(s.in_use_bytes).Str("\"/>\n").Flush(fd);
-  line.Str("<total type=\"front_end_cached\" size=\"").Dec(s.front_end_cached_bytes)
-      .Str("\"/>\n").Flush(fd);
-  line.Str("<total type=\"transfer_cache\" size=\"").Dec(s.transfer_cache_bytes).Str("\"/>\n")
-      .Flush(fd);
-  line.Str("<total type=\"central_free\" size=\"").Dec(s.central_free_bytes).Str("\"/>\n")
-      .Flush(fd);
-  line.Str("<total type=\"page_heap_free\" size=\"").Dec(s.page_heap_free_bytes).Str("\"/>\n")
-      .Flush(fd);
-  line.Str("<total type=\"returned\" size=\"").Dec(s.returned_bytes).Str("\"/>\n").Flush(fd);
-  line.Str("<total type=\"mapped\" size=\"").Dec(s.total_mapped_bytes).Str("\"/>\n").Flush(fd);
-  line.Str("</malloc>\n").Flush(fd);
-  return 0;
+  line.Str("<malloc version=\"rseqmalloc-1\" mode=\"").Str(s.mode).Str("\">\n");
+  PutLine(out, line);
+  const struct {
+    const char* type;
+    uint64_t bytes;
+  } totals[] = {
+      {"in_use", s.in_use_bytes},
+      {"front_end_cached", s.front_end_cached_bytes},
+      {"transfer_cache", s.transfer_cache_bytes},
+      {"central_free", s.central_free_bytes},
+      {"page_heap_free", s.page_heap_free_bytes},
+      {"returned", s.returned_bytes},
+      {"mapped", s.total_mapped_bytes},
+  };
+  for (const auto& t : totals) {
+    line.Str("<total type=\"").Str(t.type).Str("\" size=\"").Dec(t.bytes).Str("\"/>\n");
+    PutLine(out, line);
+  }
+  line.Str("</malloc>\n");
+  PutLine(out, line);
+  return ferror(out) ? -1 : 0;
 }
 
-// glibc's tuning parameters do not apply to this design; like glibc for a
-// parameter it does not know, report failure (0) and change nothing.
-int Mallopt(int /*param*/, int /*value*/) { return 0; }
+// glibc's parameters (<malloc.h>), with glibc 2.36's answers: 1 for every
+// documented one, except M_MXFAST outside 0..160 (glibc's MAX_FAST_SIZE).
+// None changes anything here: the design has no arenas, no fastbins, no
+// sbrk top and no mmap threshold (docs/api.md). An unknown parameter gets 0,
+// glibc's documented answer for an error (glibc 2.36 itself answers 1).
+int Mallopt(int param, int value) {
+  constexpr int kGlibcMaxFast = 160;
+  switch (param) {
+    case M_MXFAST:
+      return value >= 0 && value <= kGlibcMaxFast ? 1 : 0;
+    case M_TRIM_THRESHOLD:
+    case M_TOP_PAD:
+    case M_MMAP_THRESHOLD:
+    case M_MMAP_MAX:
+    case M_CHECK_ACTION:
+    case M_PERTURB:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+      return 1;
+    default:
+      return 0;
+  }
+}
 
 }  // namespace rseqmalloc::internal

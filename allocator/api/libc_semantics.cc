@@ -20,9 +20,10 @@ void* Fail(int error) {
   return nullptr;
 }
 
-// Moves the block at p (usable bytes) into a new one of `size` bytes.
-void* MoveBlock(void* p, size_t usable, size_t size) {
-  void* q = Allocate(size);
+// Moves the block at p (usable bytes) into a new one of `size` bytes
+// (allocated with `room` >= size bytes).
+void* MoveBlock(void* p, size_t usable, size_t size, size_t room = 0) {
+  void* q = Allocate(room > size ? room : size);
   if (q == nullptr) return nullptr;  // errno set; p untouched, as C requires
   memcpy(q, p, usable < size ? usable : size);
   Free(p);
@@ -34,8 +35,16 @@ void* MoveBlock(void* p, size_t usable, size_t size) {
 void* Calloc(size_t count, size_t size) {
   size_t bytes;
   if (__builtin_mul_overflow(count, size, &bytes)) return Fail(ENOMEM);
-  void* p = Allocate(bytes);
-  if (p != nullptr) memset(p, 0, bytes);
+  if (bytes <= kMaxSmallSize) {
+    void* p = Allocate(bytes);
+    if (p != nullptr) memset(p, 0, bytes);
+    return p;
+  }
+  // Pages fresh from the OS (or returned to it) read as zero already:
+  // writing them would make a sparse calloc resident for nothing.
+  bool zeroed = false;
+  void* p = AllocateLargeSlow(bytes, kPageSize, &zeroed);
+  if (p != nullptr && !zeroed) memset(p, 0, bytes);
   return p;
 }
 
@@ -55,13 +64,20 @@ void* Realloc(void* p, size_t size) {
     return Fail(EINVAL);
   }
   size_t usable = CheckedUsableSize(p);
-  // Stay in place only where a sized free of the new size still finds the
-  // block's class: the same class, or a large block at least half used.
-  if (cls == kLargeClass ? (size > kMaxSmallSize && size <= usable && size >= usable / 2)
-                         : (size <= kMaxSmallSize && SizeToClass(size) == cls)) {
-    return p;
+  if (cls != kLargeClass) {
+    // Same class: stay, so a sized free of the new size finds the class.
+    if (size <= kMaxSmallSize && SizeToClass(size) == cls) return p;
+    return MoveBlock(p, usable, size);
   }
-  return MoveBlock(p, usable, size);
+  if (size <= kMaxSmallSize) return MoveBlock(p, usable, size);
+  // A large block shrinks in place and grows into the free pages after it.
+  if (ResizeLargeBlock(p, size)) return p;
+  // Otherwise it moves, with a quarter more room than asked for: a block
+  // that keeps growing then moves O(log n) times, and the copies add up to
+  // a constant times its final size, not to its square.
+  size_t room = size;
+  if (size > usable && size - usable < usable / 4) room = usable + usable / 4;
+  return MoveBlock(p, usable, size, room);
 }
 
 void* ReallocArray(void* p, size_t count, size_t size) {

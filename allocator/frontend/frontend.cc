@@ -14,6 +14,7 @@
 #include "allocator/spinlock.h"
 #include "allocator/config/options.h"
 #include "allocator/frontend/stats_report.h"
+#include "allocator/frontend/shared_tls_child.h"
 #include "allocator/frontend/stats_signal.h"
 #include "allocator/reentrant_blocks.h"
 #include "allocator/reentry.h"
@@ -50,18 +51,35 @@ FrontEnd FrontEndFor(CacheMode mode) {
 
 bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != CacheMode::kNone; }
 
+// Whether this thread's fork handlers took the locks (see PrepareFork).
+__thread bool tls_fork_took_locks __attribute__((tls_model("initial-exec"))) = false;
+
 // Holding the locks across fork counts as being inside the allocator.
+//
+// fork() is async-signal-safe: a signal handler may call it after
+// interrupting this very thread inside malloc or free. The interrupted call
+// may hold any of our locks, so waiting for them would never end; then the
+// handlers take none. In a single-threaded process (glibc's tst-mallocfork2)
+// that is exact: nobody else holds a lock, and the interrupted call finishes
+// in both processes when the handler returns. In a multi-threaded one, a lock
+// another thread held stays held in the child, which is no worse than the
+// child of a multi-threaded fork is promised by POSIX (async-signal-safe calls
+// only) and than glibc, which deadlocks there.
 void PrepareFork() {
+  tls_fork_took_locks = !InsideAllocator();
   EnterAllocator();
+  if (!tls_fork_took_locks) return;
   ThreadCache::LockForFork();
   CpuCache::LockForFork();
   LockAllForFork();
 }
 
 void AfterFork() {
-  UnlockAllAfterFork();
-  CpuCache::UnlockAfterFork();
-  ThreadCache::UnlockAfterFork();
+  if (tls_fork_took_locks) {
+    UnlockAllAfterFork();
+    CpuCache::UnlockAfterFork();
+    ThreadCache::UnlockAfterFork();
+  }
   LeaveAllocator();
 }
 
@@ -153,11 +171,13 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   if (InsideAllocator()) return AllocateReentered(ClassToSize(cls), 16);
   // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
+  PrintPendingStatsReportIfAny();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
+  void* p = nullptr;
+  if (MayShareTlsWithChild()) return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
   // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
   // of memory, which the thread-cache path below finds out again).
-  void* p = nullptr;
   if (g_front_end == FrontEnd::kMmCid) {
     p = CpuCache::Refill<rseq::IndexMode::kMmCid>(cls, fast_id);
   } else if (g_front_end == FrontEnd::kCpuId) {
@@ -175,20 +195,31 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
 }
 
-void* AllocateLargeSlow(size_t size, size_t align) {
+void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) {
   if (size > kMaxRequest) return OutOfMemory();
-  if (InsideAllocator()) return AllocateReentered(size, align);
+  if (InsideAllocator()) {
+    if (zeroed != nullptr) *zeroed = true;  // a fresh mapping of its own
+    return AllocateReentered(size, align);
+  }
   EnsureInitialized();
   ReturnDeferredFreesIfAny();
-  void* p = AllocateLarge(size, align);
+  PrintPendingStatsReportIfAny();
+  void* p = AllocateLarge(size, align, zeroed);
   return p != nullptr ? p : OutOfMemory();
+}
+
+bool ResizeLargeBlock(void* p, size_t size) {
+  if (InsideAllocator() || size > kMaxRequest) return false;
+  return ResizeLargeInPlace(p, size);
 }
 
 void FreeSlow(void* p, uint32_t cls, int fast_id) {
   if (InsideAllocator()) return FreeReentered(p, cls);
+  PrintPendingStatsReportIfAny();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   if (cls - 1 < kNumClasses - 1) {
+    if (MayShareTlsWithChild()) return InsertBatch(cls, &p, 1);
     // Per-CPU overflow; false when this thread cannot use rseq.
     if (g_front_end == FrontEnd::kMmCid) {
       if (CpuCache::Overflow<rseq::IndexMode::kMmCid>(cls, p, fast_id)) return;

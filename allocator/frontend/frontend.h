@@ -39,7 +39,9 @@ namespace rseqmalloc::internal {
 
 // `fast_id`: what the per-CPU fast path reported (0 in thread mode).
 [[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls, int fast_id);
-[[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align);
+// *zeroed (when not null): whether the block is known to read as zero.
+[[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align,
+                                                     bool* zeroed = nullptr);
 [[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls, int fast_id);
 
 enum class FrontEnd : uint8_t { kThreadCache, kCpuId, kMmCid };
@@ -116,6 +118,11 @@ inline void FreeSized(void* p, size_t size, size_t align) {
 // Gives the central heap what re-entered frees deferred (reentrant_blocks.h).
 // Not to be called re-entered.
 void ReturnDeferredFrees();
+
+// Resizes a large block in place (central_heap.h); false when it cannot, and
+// always when this call interrupted the allocator (the page heap's lock may
+// be held below us).
+bool ResizeLargeBlock(void* p, size_t size);
 
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);

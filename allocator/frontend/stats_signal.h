@@ -1,19 +1,38 @@
-// RSEQMALLOC_STATS_SIGNAL: print the statistics report on demand.
+// RSEQMALLOC_STATS_SIGNAL: print the statistics report on demand, with no
+// thread of ours.
 //
-// A handler cannot build the report itself: the signal may arrive while its
-// thread holds an allocator lock (the report takes them all). So the handler
-// only posts a semaphore (async-signal-safe), and a reporter thread, started
-// only when the variable is set, waits on it and prints the report to
-// stderr. The thread is not re-created in a child after fork() without exec.
+// The report takes every allocator lock, so the handler builds it only when
+// the signal did not interrupt its own thread inside the allocator
+// (reentry.h): then the thread holds none of those locks and may wait for
+// them like any caller. When it did, the handler only marks the report as
+// pending, and the thread's next slow path outside the allocator prints it
+// (PrintPendingStatsReport).
+//
+// Why not a reporter thread (as until 2026-11-30): a thread started at the
+// first malloc made every process multi-threaded, and programs that must
+// stay single-threaded (unshare(CLONE_NEWUSER), `unshare -U`) failed as soon
+// as the variable was set, in every child too.
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_STATS_SIGNAL_H_
 #define RSEQMALLOC_ALLOCATOR_FRONTEND_STATS_SIGNAL_H_
 
+#include <atomic>
+
 namespace rseqmalloc::internal {
 
-// Installs the handler and starts the reporter thread. Call once, with the
-// allocator ready (pthread_create allocates). False (with a message) when
-// the signal or the thread cannot be set up.
+// Installs the handler. Call once, with the allocator ready. False (with a
+// message) when sigaction fails.
 bool InstallStatsSignal(int signal_number);
+
+extern std::atomic<bool> g_stats_report_pending;
+
+// Prints a report a signal asked for while the allocator was busy. Call
+// outside the allocator (depth 0).
+void PrintPendingStatsReport();
+inline void PrintPendingStatsReportIfAny() {
+  if (__builtin_expect(g_stats_report_pending.load(std::memory_order_relaxed), 0)) {
+    PrintPendingStatsReport();
+  }
+}
 
 }  // namespace rseqmalloc::internal
 

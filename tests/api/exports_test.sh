@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # librseqmalloc.so exports exactly the allocation API: every C function,
-# every glibc-internal alias, rseqmalloc's own API, and all 20 forms of
+# every glibc-internal alias, rseqmalloc's own API, all 20 forms of
 # operator new / delete (a version-script mistake once left the operators
-# local, so C++ programs silently used libstdc++'s).
+# local, so C++ programs silently used libstdc++'s), and vfork / clone
+# (children that share the caller's TLS are marked: shared_tls_child.h).
 set -euo pipefail
 lib="$1"
 exported=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWi]$/ {print $3}' | sort)
@@ -39,6 +40,8 @@ rseqmalloc_mode
 rseqmalloc_owns
 rseqmalloc_stats_print
 rseqmalloc_get_stats
+vfork
+clone
 _Znwm
 _Znam
 _ZnwmRKSt9nothrow_t

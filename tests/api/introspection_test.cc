@@ -141,6 +141,74 @@ TEST(Mallopt, ReturnsZeroOrOneAndKeepsMallocWorking) {
   }
 }
 
+// glibc's own tests (tst-malloc-thread-exit, tst-malloc-fork-deadlock, ...)
+// and programs that tune glibc abort when mallopt fails: every documented
+// parameter gets glibc 2.36's answer, which the glibc variant proves.
+TEST(Mallopt, DocumentedParametersGetGlibcsAnswer) {
+  struct Case {
+    int param;
+    int value;
+    int expected;
+  };
+  const Case cases[] = {
+      {M_MXFAST, 64, 1},      {M_MXFAST, 0, 1},
+      {M_MXFAST, 160, 1},     {M_MXFAST, 161, 0},  // above glibc's MAX_FAST_SIZE
+      {M_MXFAST, -1, 0},      {M_TRIM_THRESHOLD, 128 * 1024, 1},
+      {M_TOP_PAD, 4096, 1},   {M_MMAP_THRESHOLD, 128 * 1024, 1},
+      {M_MMAP_THRESHOLD, 1 << 30, 1},
+      {M_MMAP_MAX, 0, 1},     {M_MMAP_MAX, 65536, 1},
+      {M_CHECK_ACTION, 3, 1}, {M_PERTURB, 0xA5, 1},
+      {M_PERTURB, 0, 1},      {M_ARENA_TEST, 8, 1},
+      {M_ARENA_TEST, 0, 1},   {M_ARENA_MAX, 1, 1},
+      {M_ARENA_MAX, 0, 1},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(mallopt(c.param, c.value), c.expected)
+        << "mallopt(" << c.param << ", " << c.value << ")";
+  }
+  void* p = malloc(1000);
+  ASSERT_NE(p, nullptr);
+  free(p);
+}
+
+#ifndef RSEQMALLOC_TEST_GLIBC
+// glibc 2.36 answers 1 even for a parameter it does not know (its manual
+// says 0 on error); we answer 0, so a typo in a tuning call is visible.
+TEST(Mallopt, UnknownParameterGetsZero) {
+  EXPECT_EQ(mallopt(12345, 1), 0);
+  EXPECT_EQ(mallopt(-100, 0), 0);
+}
+#endif
+
+// A stream with no file descriptor behind it (open_memstream, fmemopen)
+// gets the XML too: it is written through the FILE*, as glibc does.
+TEST(MallocInfo, WritesToAMemoryStream) {
+  char* buf = nullptr;
+  size_t len = 0;
+  FILE* f = open_memstream(&buf, &len);
+  ASSERT_NE(f, nullptr);
+  fputs("before;", f);
+  EXPECT_EQ(malloc_info(0, f), 0);
+  fputs(";after", f);
+  ASSERT_EQ(fclose(f), 0);
+  std::string text(buf, len);
+  free(buf);
+  EXPECT_EQ(text.rfind("before;<", 0), 0u) << text;
+  EXPECT_NE(text.find("malloc"), std::string::npos) << text;
+  EXPECT_EQ(text.substr(text.size() - 6), ";after") << text;
+}
+
+TEST(MallocInfo, WritesToAFixedBufferStream) {
+  char buf[64 * 1024] = {};
+  FILE* f = fmemopen(buf, sizeof(buf) - 1, "w");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(malloc_info(0, f), 0);
+  ASSERT_EQ(fclose(f), 0);
+  std::string text(buf);
+  EXPECT_NE(text.find("<malloc"), std::string::npos) << text;
+  EXPECT_NE(text.find("</malloc>"), std::string::npos) << text;
+}
+
 TEST(MallocTrim, ReturnsZeroOrOne) {
   int r = malloc_trim(0);
   EXPECT_TRUE(r == 0 || r == 1) << r;
