@@ -9,6 +9,10 @@
 extern "C" {
 #endif
 
+/* The library's version, "MAJOR.MINOR.PATCH" (CHANGELOG.md). */
+#define RSEQMALLOC_VERSION "0.2.0"
+const char* rseqmalloc_version(void);
+
 /* The cache mode serving the calling thread: "cpu", "cid", "thread" or
    "none". */
 const char* rseqmalloc_mode(void);
@@ -45,6 +49,10 @@ struct rseqmalloc_stats {
      allocator, served without locks (docs/reliability.md); both cumulative. */
   uint64_t reentrant_blocks_mapped; /* blocks mapped directly for them */
   uint64_t reentrant_frees_deferred;/* frees handed back later */
+  /* The whole process's resident set size, read from the kernel: what
+     total_mapped_bytes costs in memory, plus the program's own stacks,
+     code and libraries. */
+  uint64_t resident_bytes;
 };
 
 /* Fills *out. Returns 0, or -1 when out is NULL. */

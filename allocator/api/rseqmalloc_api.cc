@@ -10,6 +10,10 @@ namespace in = rseqmalloc::internal;
 
 extern "C" {
 
+__attribute__((visibility("default"))) const char* rseqmalloc_version(void) {
+  return RSEQMALLOC_VERSION;
+}
+
 __attribute__((visibility("default"))) const char* rseqmalloc_mode(void) {
   return in::ActiveModeName();
 }
@@ -55,7 +59,8 @@ __attribute__((visibility("default"))) int rseqmalloc_get_stats(struct rseqmallo
                           s.rseq_restarts,
                           s.released_bytes_total,
                           s.reentrant_blocks_mapped,
-                          s.reentrant_frees_deferred};
+                          s.reentrant_frees_deferred,
+                          s.resident_bytes};
   return 0;
 }
 

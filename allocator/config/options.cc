@@ -15,7 +15,7 @@ extern char** environ;
 namespace rseqmalloc::internal {
 namespace {
 
-enum class Kind { kCacheMode, kBytes, kBool, kSignal };
+enum class Kind { kCacheMode, kBytes, kBool, kSignal, kPath };
 
 struct OptionSpec {
   const char* name;
@@ -47,6 +47,9 @@ constexpr OptionSpec kSpecs[] = {
      offsetof(Options, check_sized_free)},
     {"RSEQMALLOC_STATS_SIGNAL", Kind::kSignal, "0 (none) or a signal number 1..64 but 9, 19",
      "signal that prints the statistics report", offsetof(Options, stats_signal)},
+    {"RSEQMALLOC_STATS_FILE", Kind::kPath, "a file path, at most 255 bytes (%p: the process id)",
+     "file the statistics reports are appended to instead of stderr",
+     offsetof(Options, stats_file)},
 };
 
 struct ModeName {
@@ -115,6 +118,12 @@ bool ParseOne(const OptionSpec& spec, const char* value, Options* out) {
       // SIGKILL and SIGSTOP cannot be caught.
       if (!digits_only || !ParseBytes(value, &v) || v > 64 || v == 9 || v == 19) return false;
       *reinterpret_cast<int*>(field) = static_cast<int>(v);
+      return true;
+    }
+    case Kind::kPath: {
+      size_t n = strlen(value);
+      if (n == 0 || n >= sizeof(Options::stats_file)) return false;
+      memcpy(field, value, n + 1);
       return true;
     }
   }
@@ -237,6 +246,9 @@ void PrintOptions(const Options& options, int fd) {
         break;
       case Kind::kSignal:
         line.Dec(static_cast<uint64_t>(*reinterpret_cast<const int*>(field)));
+        break;
+      case Kind::kPath:
+        line.Str(field);
         break;
     }
     line.Str("  # ").Str(spec.meaning).Str("\n").Flush(fd);

@@ -32,6 +32,9 @@ struct Options {
   bool abort_on_invalid_free = true;
   bool check_sized_free = false;
   int stats_signal = 0;  // 0: none
+  // Where reports go instead of stderr ("%p" becomes the process id); empty:
+  // stderr.
+  char stats_file[256] = {};
 };
 
 // Parsed on first call (thread-safe, idempotent); never allocates.

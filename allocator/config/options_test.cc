@@ -42,7 +42,7 @@ TEST(Options, ValidValuesAreApplied) {
                    "RSEQMALLOC_THREAD_CACHE_BYTES=4M", "RSEQMALLOC_RETAINED_FREE_BYTES=0",
                    "RSEQMALLOC_STATS=1", "RSEQMALLOC_VERBOSE=1",
                    "RSEQMALLOC_ABORT_ON_INVALID_FREE=0", "RSEQMALLOC_STATS_SIGNAL=12",
-                   "RSEQMALLOC_CHECK_SIZED_FREE=1"},
+                   "RSEQMALLOC_CHECK_SIZED_FREE=1", "RSEQMALLOC_STATS_FILE=/tmp/report.%p"},
                   &o, &printed),
             0)
       << printed;
@@ -55,6 +55,7 @@ TEST(Options, ValidValuesAreApplied) {
   EXPECT_FALSE(o.abort_on_invalid_free);
   EXPECT_EQ(o.stats_signal, 12);
   EXPECT_TRUE(o.check_sized_free);
+  EXPECT_STREQ(o.stats_file, "/tmp/report.%p");
 }
 
 TEST(Options, EveryCacheModeParses) {
@@ -88,7 +89,11 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
                        "RSEQMALLOC_VERBOSE=", "RSEQMALLOC_NO_SUCH_THING=1",
                        "RSEQMALLOC_STATS_SIGNAL=65", "RSEQMALLOC_STATS_SIGNAL=9",
                        "RSEQMALLOC_STATS_SIGNAL=1K", "RSEQMALLOC_STATS_SIGNAL=",
-                       "RSEQMALLOC_CHECK_SIZED_FREE=2"};
+                       "RSEQMALLOC_CHECK_SIZED_FREE=2", "RSEQMALLOC_STATS_FILE=",
+                       "RSEQMALLOC_STATS_FILE=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
   for (const char* var : bad) {
     Options o;
     std::string printed;
@@ -97,6 +102,7 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
     EXPECT_EQ(o.per_cpu_cache_bytes, Options().per_cpu_cache_bytes) << var;
     EXPECT_EQ(o.stats_signal, 0) << var;
     EXPECT_FALSE(o.check_sized_free) << var;
+    EXPECT_STREQ(o.stats_file, "") << var;
   }
 }
 
@@ -113,7 +119,7 @@ TEST(Options, PrintOptionsListsEveryVariable) {
                            "RSEQMALLOC_THREAD_CACHE_BYTES=", "RSEQMALLOC_RETAINED_FREE_BYTES=",
                            "RSEQMALLOC_STATS=0", "RSEQMALLOC_VERBOSE=0",
                            "RSEQMALLOC_ABORT_ON_INVALID_FREE=1", "RSEQMALLOC_CHECK_SIZED_FREE=0",
-                           "RSEQMALLOC_STATS_SIGNAL=0"}) {
+                           "RSEQMALLOC_STATS_SIGNAL=0", "RSEQMALLOC_STATS_FILE="}) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   }
 }

@@ -148,7 +148,7 @@ void EnsureInitialized() {
   static std::atomic<bool> hooks_done{false};
   if (hooks_done.exchange(true)) return;
   pthread_atfork(PrepareFork, AfterFork, AfterFork);
-  if (options.stats_at_exit) atexit([] { PrintStatsReport(STDERR_FILENO); });
+  if (options.stats_at_exit) atexit(ReportStats);
   if (options.verbose) PrintStartupLine(options);
   if (options.stats_signal != 0) InstallStatsSignal(options.stats_signal);
 }

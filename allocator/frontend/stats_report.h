@@ -31,6 +31,7 @@ struct AllocatorStats {
   uint64_t released_bytes_total;    // cumulative bytes given back with madvise
   uint64_t reentrant_blocks_mapped; // re-entered calls (reentrant_blocks.h)
   uint64_t reentrant_frees_deferred;
+  uint64_t resident_bytes;          // the process's RSS, read from the kernel
 };
 
 // One consistent snapshot of every layer (CentralStats is too large for a
@@ -39,6 +40,11 @@ AllocatorStats SnapshotStats();
 
 // Writes the report to `fd` with write(2).
 void PrintStatsReport(int fd);
+
+// Writes the report where the options say: RSEQMALLOC_STATS_FILE (appended,
+// "%p" replaced by the process id), else stderr. For the report at exit and
+// on RSEQMALLOC_STATS_SIGNAL.
+void ReportStats();
 
 }  // namespace rseqmalloc::internal
 

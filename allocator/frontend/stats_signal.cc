@@ -17,7 +17,7 @@ void OnStatsSignal(int) {
   if (InsideAllocator()) {
     g_stats_report_pending.store(true, std::memory_order_relaxed);
   } else {
-    PrintStatsReport(STDERR_FILENO);
+    ReportStats();
   }
   errno = saved_errno;
 }
@@ -28,7 +28,7 @@ std::atomic<bool> g_stats_report_pending{false};
 
 void PrintPendingStatsReport() {
   if (InsideAllocator() || !g_stats_report_pending.exchange(false)) return;
-  PrintStatsReport(STDERR_FILENO);
+  ReportStats();
 }
 
 bool InstallStatsSignal(int signal_number) {

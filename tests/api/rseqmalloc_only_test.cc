@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -20,6 +21,17 @@ namespace {
 
 constexpr size_t kMiB = size_t{1} << 20;
 char global_buffer[4096];
+
+// The version the library reports is the header's, in MAJOR.MINOR.PATCH
+// form (tools/package.sh names the package after it).
+TEST(Version, LibraryReportsTheHeadersVersion) {
+  const char* v = rseqmalloc_version();
+  ASSERT_NE(v, nullptr);
+  EXPECT_STREQ(v, RSEQMALLOC_VERSION);
+  int major = -1, minor = -1, patch = -1, end = 0;
+  ASSERT_EQ(sscanf(v, "%d.%d.%d%n", &major, &minor, &patch, &end), 3) << v;
+  EXPECT_EQ(v[end], '\0') << v;
+}
 
 TEST(CacheMode, MainThreadReportsTheConfiguredMode) {
   void* p = malloc(64);  // the mode may be settled by the first allocation

@@ -93,6 +93,26 @@ TEST(Stats, PrintedReportAddsUp) {
   EXPECT_NE(text.find("front-end hit rate"), std::string::npos);
   EXPECT_NE(text.find("rseq restarts"), std::string::npos);
   EXPECT_NE(text.find("per size class"), std::string::npos);
+  // The kernel's figure beside "total mapped": present, non-zero, and not
+  // one of the parts that add up.
+  ASSERT_TRUE(bytes.count("resident (RSS)")) << text;
+  EXPECT_GT(bytes["resident (RSS)"], 0u);
+}
+
+// Touching 64 MiB raises the resident figure by about as much; mapping
+// alone (a fresh large block, untouched) does not.
+TEST(Stats, ResidentFollowsTouchedMemoryNotMappedMemory) {
+  constexpr size_t kSize = 64u << 20;
+  uint64_t before = Stats().resident_bytes;
+  ASSERT_GT(before, 0u);
+  auto* p = static_cast<char*>(malloc(kSize));
+  ASSERT_NE(p, nullptr);
+  uint64_t mapped_only = Stats().resident_bytes;
+  memset(p, 1, kSize);
+  uint64_t touched = Stats().resident_bytes;
+  free(p);
+  EXPECT_LT(mapped_only, before + kSize / 4);
+  EXPECT_GT(touched, mapped_only + kSize / 2);
 }
 
 }  // namespace

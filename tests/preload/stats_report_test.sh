@@ -29,6 +29,25 @@ wait "$pid" 2>/dev/null || true
 n=$(grep -c '^rseqmalloc statistics' "$WORK/err2" || true)
 [ "$n" -eq 2 ] || { cat "$WORK/err2"; fail "expected 2 reports on demand, got $n"; }
 
+# To a file: coreutils close stderr before they exit, so a report at exit
+# can only reach a file; "%p" names it after the process.
+rm -f "$WORK"/report.*
+env LD_PRELOAD="$PRELOAD_LIB" RSEQMALLOC_STATS=1 RSEQMALLOC_STATS_FILE="$WORK/report.%p" \
+  ls / >"$WORK/out4" 2>"$WORK/err4" || fail "ls exited $?"
+grep -qx bin "$WORK/out4" || fail "ls printed the wrong thing"
+[ ! -s "$WORK/err4" ] || { cat "$WORK/err4"; fail "the report went to stderr"; }
+reports=("$WORK"/report.*)
+[ "${#reports[@]}" -eq 1 ] && [ -f "${reports[0]}" ] || fail "no report file: ${reports[*]}"
+[[ "${reports[0]}" =~ /report\.[0-9]+$ ]] || fail "%p was not replaced: ${reports[0]}"
+grep -q '^rseqmalloc statistics: pid [0-9]*, mode ' "${reports[0]}" || fail "no report in the file"
+grep -q 'resident (RSS)' "${reports[0]}" || fail "no resident line in the report"
+# A file that cannot be opened: one line, then the report on stderr.
+env LD_PRELOAD="$PRELOAD_LIB" RSEQMALLOC_STATS=1 RSEQMALLOC_STATS_FILE=/nonexistent/dir/r \
+  "$PYTHON" -c 'print(7)' >"$WORK/out5" 2>"$WORK/err5" || fail "python exited $?"
+grep -qx 'rseqmalloc: cannot open RSEQMALLOC_STATS_FILE /nonexistent/dir/r; report on stderr' \
+  "$WORK/err5" || { cat "$WORK/err5"; fail "no line for an unopenable file"; }
+grep -q '^rseqmalloc statistics' "$WORK/err5" || fail "no report on stderr after the failed open"
+
 # A bad value: one clear line, default kept, program unaffected.
 env LD_PRELOAD="$PRELOAD_LIB" RSEQMALLOC_STATS_SIGNAL=9 "$PYTHON" -c 'print(7)' \
   >"$WORK/out3" 2>"$WORK/err3" || fail "python exited $?"
