@@ -50,6 +50,10 @@ bool SizeDist::Parse(const std::string& spec, SizeDist* out) {
     d.kind_ = Kind::kMix;
     d.lo_ = 8;
     d.hi_ = 1 << 20;
+  } else if (spec == "bimodal") {
+    d.kind_ = Kind::kBimodal;
+    d.lo_ = 16;
+    d.hi_ = 4096;
   } else if (spec == "small") {
     d.kind_ = Kind::kUniform;
     d.lo_ = 16;
@@ -82,6 +86,8 @@ size_t SizeDist::Next(Rng& rng) const {
       if (tier < 99) return rng.Uniform(257, 8 << 10);
       return rng.LogUniform((8 << 10) + 1, 1 << 20);
     }
+    case Kind::kBimodal:
+      return rng.Percent(80) ? rng.Uniform(16, 64) : rng.Uniform(2048, 4096);
   }
   return lo_;
 }
@@ -150,7 +156,7 @@ SizeDist Options::Size(const char* name, const std::string& def) {
   SizeDist dist;
   if (!SizeDist::Parse(text, &dist)) {
     Fail(std::string("--") + name + ": '" + text +
-         "' is not a size (64, 8K, 16-1024, 256K~64M, small, mix)");
+         "' is not a size (64, 8K, 16-1024, 256K~64M, small, mix, bimodal)");
   }
   return dist;
 }

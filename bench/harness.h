@@ -50,7 +50,9 @@ class Rng {
 //   "256K~64M"  log-uniform between the bounds;
 //   "small"     uniform 16-1024 bytes (typical small-object churn);
 //   "mix"       the long-tailed server mix: 80 % 8-256 B, 19 % 257 B-8 KiB,
-//               1 % 8 KiB-1 MiB (log-uniform in that last tier).
+//               1 % 8 KiB-1 MiB (log-uniform in that last tier);
+//   "bimodal"   80 % uniform 16-64 B, 20 % uniform 2-4 KiB (small records
+//               and the buffers that carry them).
 class SizeDist {
  public:
   // Returns false (and leaves *out untouched) when `spec` is not one of the
@@ -61,7 +63,7 @@ class SizeDist {
   const std::string& spec() const { return spec_; }
 
  private:
-  enum class Kind { kFixed, kUniform, kLogUniform, kMix };
+  enum class Kind { kFixed, kUniform, kLogUniform, kMix, kBimodal };
   Kind kind_ = Kind::kFixed;
   size_t lo_ = 64;
   size_t hi_ = 64;

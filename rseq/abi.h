@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 // Value the kernel checks in the 4 bytes just before every abort handler.
 inline constexpr std::uint32_t kSignature = 0x53053053;
@@ -85,6 +85,6 @@ struct RseqExitPoint {
 };
 static_assert(sizeof(RseqExitPoint) == 16);
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_ABI_H_

@@ -7,7 +7,7 @@
 
 #include <atomic>
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 
 int ParseCpuListEnd(const char* text, int length) {
@@ -65,4 +65,4 @@ int AllowedCpuCount() {
   return CPU_COUNT(&set);
 }
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

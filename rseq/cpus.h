@@ -4,7 +4,7 @@
 #ifndef RSEQ_CPUS_H_
 #define RSEQ_CPUS_H_
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 // One more than the highest possible CPU number (cpu_id < this), from
 // /sys/devices/system/cpu/possible; cached after the first call. Falls back
@@ -24,6 +24,6 @@ namespace internal {
 int ParseCpuListEnd(const char* text, int length);
 
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_CPUS_H_

@@ -6,7 +6,7 @@
 
 #include "gtest/gtest.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 int Parse(const char* text) {
@@ -35,4 +35,4 @@ TEST(CpusTest, CountsAreConsistent) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

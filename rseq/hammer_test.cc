@@ -23,7 +23,7 @@
 #include "rseq/restarts.h"
 #include "rseq/test_util.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 constexpr int kThreads = 32;
@@ -269,4 +269,4 @@ TYPED_TEST(HammerTest, SlabTokensAreConserved) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

@@ -29,13 +29,13 @@
 // zero-initialised delta needs no code to run, so the readers are right
 // even before constructors (ld.so may call an interposed malloc first).
 extern "C" {
-__attribute__((visibility("hidden"))) extern __thread rseq::Rseq
+__attribute__((visibility("hidden"))) extern __thread rseqmalloc::rseq::Rseq
     rseqmalloc_own_rseq_area;
 __attribute__((visibility("hidden"))) extern std::ptrdiff_t
     rseqmalloc_rseq_area_delta;
 }
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 
 // Offset of our own area from the thread pointer: a link-time constant in an
@@ -103,6 +103,6 @@ inline int MmCid() { return internal::FieldIfRegistered<kMmCidOffset>(); }
 // when unregistered.
 inline int NodeId() { return internal::FieldIfRegistered<kNodeIdOffset>(); }
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_IDS_H_

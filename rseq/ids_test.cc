@@ -2,10 +2,14 @@
 
 #include "rseq/ids.h"
 
+// The kernel's own header in the same translation unit: the library lives in
+// rseqmalloc::rseq, so nothing of ours collides with `struct rseq`.
+#include <linux/rseq.h>
 #include <sched.h>
 #include <time.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "gtest/gtest.h"
@@ -13,8 +17,17 @@
 #include "rseq/registration.h"
 #include "rseq/test_util.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
+
+// abi.h restates the kernel's layout; it must agree with the kernel header.
+static_assert(offsetof(struct ::rseq, cpu_id_start) == offsetof(Rseq, cpu_id_start));
+static_assert(offsetof(struct ::rseq, cpu_id) == kCpuIdOffset);
+static_assert(offsetof(struct ::rseq, rseq_cs) == kRseqCsOffset);
+static_assert(offsetof(struct ::rseq, flags) == offsetof(Rseq, flags));
+static_assert(offsetof(struct ::rseq_cs, abort_ip) == offsetof(RseqCs, abort_ip));
+static_assert(RSEQ_CPU_ID_UNINITIALIZED == kCpuIdUninitialized);
+static_assert(RSEQ_CPU_ID_REGISTRATION_FAILED == kCpuIdRegistrationFailed);
 
 std::int64_t NowNs() {
   struct timespec ts;
@@ -74,4 +87,4 @@ TEST(IdsTest, ReadersUseTheRegisteredArea) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

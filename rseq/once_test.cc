@@ -17,7 +17,7 @@
 #include "rseq/primitives.h"
 #include "rseq/registration.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 constexpr unsigned kShift = 12;            // 4 KiB per id
@@ -97,4 +97,4 @@ TEST(OnceOps, AbortReadsAsMissMmCid) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

@@ -20,7 +20,7 @@
 #include "rseq/pseudocode.h"
 #include "rseq/registration.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 template <IndexMode kMode = IndexMode::kCpuId, int kMaxIds = 1024>
 class PerCpuCounter {
@@ -69,6 +69,6 @@ class PerCpuCounter {
   std::atomic<std::int64_t> fallback_{0};
 };
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_PERCPU_COUNTER_H_

@@ -9,7 +9,7 @@
 #include "rseq/registration.h"
 #include "rseq/test_util.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 std::int64_t NowNs() {
@@ -72,4 +72,4 @@ TEST(PerCpuCounterTest, IdsBeyondCapacityFallBack) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

@@ -22,7 +22,7 @@
 #include "rseq/restarts.h"
 #include "rseq/x86_64.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 
 template <bool kDelay>
@@ -136,6 +136,6 @@ inline void NoteAbort() { internal::NoteRestart(); }
 using RseqOps = internal::RseqOpsImpl<false>;
 using RseqOpsWithDelay = internal::RseqOpsImpl<true>;
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_PRIMITIVES_H_

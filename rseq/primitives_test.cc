@@ -15,7 +15,7 @@
 #include "rseq/registration.h"
 #include "rseq/test_util.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 template <typename C>
@@ -232,4 +232,4 @@ TYPED_TEST(PrimitivesTest, SlabPushPopFollowTheModel) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

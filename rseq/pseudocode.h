@@ -67,7 +67,7 @@
 
 #include <cstdint>
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 enum class IndexMode {
   kCpuId,  // index by cpu_id: ids < NumPossibleCpus()
@@ -101,6 +101,6 @@ static_assert(sizeof(void*) == kSlotBytes);
 inline constexpr int kAbortedCode = -0x40000000;
 
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_PSEUDOCODE_H_

@@ -8,7 +8,7 @@
 #include "rseq/ids.h"
 #include "rseq/registration.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 namespace {
 
@@ -59,4 +59,4 @@ int ReferenceMmCid() {
 }
 
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

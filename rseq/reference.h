@@ -18,7 +18,7 @@
 #include "rseq/ids.h"
 #include "rseq/pseudocode.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 
 void LockId(int id);
@@ -114,6 +114,6 @@ struct ReferenceOps {
   }
 };
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_REFERENCE_H_

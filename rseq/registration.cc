@@ -28,15 +28,15 @@ extern "C" {
 // Our own area. Its TLS image holds cpu_id = -1 and mm_cid = ~0, so an
 // unregistered thread reads negative ids through ids.h and misses.
 alignas(32) __attribute__((visibility("hidden"), tls_model("initial-exec")))
-__thread rseq::Rseq rseqmalloc_own_rseq_area = {
-    0, rseq::kCpuIdUninitialized, 0, 0, 0, ~0u};
+__thread rseqmalloc::rseq::Rseq rseqmalloc_own_rseq_area = {
+    0, rseqmalloc::rseq::kCpuIdUninitialized, 0, 0, 0, ~0u};
 
 // See ids.h: 0 selects the own area.
 __attribute__((visibility("hidden"))) std::ptrdiff_t
     rseqmalloc_rseq_area_delta = 0;
 }
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 enum Mode : int { kUndecided = 0, kModeGlibc = 1, kModeOwn = 2 };
@@ -142,4 +142,4 @@ bool MmCidSupported() { return FeatureSize() >= kFeatureSizeMmCid; }
 
 bool NodeIdSupported() { return FeatureSize() >= kFeatureSizeNodeId; }
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

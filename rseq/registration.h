@@ -18,7 +18,7 @@
 
 #include "rseq/restarts.h"  // RestartCount(): aborts seen by the primitives
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 enum class Registration {
   kGlibc,        // glibc's area, registered by glibc
@@ -63,6 +63,6 @@ std::int32_t AreaCpuId();
 void MarkAreaUnavailable();
 void RestoreArea(std::int32_t saved_cpu_id);
 
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_REGISTRATION_H_

@@ -18,7 +18,7 @@
 #include "rseq/primitives.h"
 #include "rseq/test_util.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 // cpu_id must agree with the kernel's sched_getcpu() while we cannot move.
@@ -167,4 +167,4 @@ TEST(ChildTest, Unavailable) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

@@ -9,7 +9,7 @@ __attribute__((visibility("hidden"))) std::uint32_t rseqmalloc_rseq_delay_spins 
     0;
 }
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 // Aborts are rare (one per preemption or signal that lands inside a section),
@@ -34,4 +34,4 @@ void NoteRestart() {
 }
 
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

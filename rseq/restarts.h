@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 
 // Aborts observed by all threads since the process started.
 std::uint64_t RestartCount();
@@ -31,6 +31,6 @@ inline void SetInjectedDelaySpins(std::uint32_t spins) {
 }
 
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_RESTARTS_H_

@@ -14,13 +14,13 @@
 extern "C" {
 extern const std::uint64_t __start___rseq_cs_ptr_array[] __attribute__((weak));
 extern const std::uint64_t __stop___rseq_cs_ptr_array[] __attribute__((weak));
-extern const rseq::RseqExitPoint __start___rseq_exit_point_array[]
+extern const rseqmalloc::rseq::RseqExitPoint __start___rseq_exit_point_array[]
     __attribute__((weak));
-extern const rseq::RseqExitPoint __stop___rseq_exit_point_array[]
+extern const rseqmalloc::rseq::RseqExitPoint __stop___rseq_exit_point_array[]
     __attribute__((weak));
 }
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 // Instantiates every section in this binary (never run with real data).
@@ -97,4 +97,4 @@ TEST(SectionsTest, ExitPointsBelongToSections) {
 }
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

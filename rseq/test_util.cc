@@ -25,7 +25,7 @@
 
 extern char** environ;
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace testing {
 namespace {
 
@@ -179,4 +179,4 @@ int RunTestInChild(const char* test_name, const char* scenario,
 }
 
 }  // namespace testing
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

@@ -17,7 +17,7 @@
 #include "rseq/reference.h"
 #include "rseq/registration.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace testing {
 
 // One implementation of the primitives in one index mode; typed tests run
@@ -50,8 +50,8 @@ struct ConfigNames {
 // Skips a kMmCid configuration on kernels without mm_cid.
 #define RSEQMALLOC_SKIP_IF_UNSUPPORTED(ConfigT)                         \
   do {                                                                  \
-    if (ConfigT::kMode == ::rseq::IndexMode::kMmCid &&                  \
-        !::rseq::MmCidSupported()) {                                    \
+    if (ConfigT::kMode == ::rseqmalloc::rseq::IndexMode::kMmCid &&                  \
+        !::rseqmalloc::rseq::MmCidSupported()) {                                    \
       GTEST_SKIP() << "kernel without mm_cid";                          \
     }                                                                   \
   } while (0)
@@ -94,6 +94,6 @@ inline constexpr int kChildPassed = 42;
 [[noreturn]] void FinishChild();
 
 }  // namespace testing
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_TEST_UTIL_H_

@@ -95,10 +95,10 @@
 
 // Instantiates BODY for kMode / kDelay (template parameters in scope).
 #define RSEQMALLOC_RSEQ_DISPATCH(BODY, OPERANDS)                             \
-  if constexpr (kMode == ::rseq::IndexMode::kCpuId && !kDelay) {             \
+  if constexpr (kMode == ::rseqmalloc::rseq::IndexMode::kCpuId && !kDelay) {             \
     asm volatile(BODY(RSEQMALLOC_RSEQ_LOAD_CPU_ID, RSEQMALLOC_RSEQ_NO_DELAY) \
                      OPERANDS);                                              \
-  } else if constexpr (kMode == ::rseq::IndexMode::kCpuId) {                 \
+  } else if constexpr (kMode == ::rseqmalloc::rseq::IndexMode::kCpuId) {                 \
     asm volatile(BODY(RSEQMALLOC_RSEQ_LOAD_CPU_ID, RSEQMALLOC_RSEQ_DELAY)    \
                      OPERANDS);                                              \
   } else if constexpr (!kDelay) {                                            \
@@ -111,11 +111,11 @@
 
 // Operands every section uses.
 #define RSEQMALLOC_RSEQ_COMMON_INPUTS                                        \
-  [area] "r"(::rseq::internal::AreaOffset()),                                \
-      [aborted] "i"(::rseq::internal::kAbortedCode),                         \
+  [area] "r"(::rseqmalloc::rseq::internal::AreaOffset()),                                \
+      [aborted] "i"(::rseqmalloc::rseq::internal::kAbortedCode),                         \
       [spins] "m"(rseqmalloc_rseq_delay_spins)
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace internal {
 namespace x86 {
 
@@ -338,6 +338,6 @@ __attribute__((always_inline)) inline unsigned Push(void* base, unsigned shift,
 
 }  // namespace x86
 }  // namespace internal
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq
 
 #endif  // RSEQ_X86_64_H_

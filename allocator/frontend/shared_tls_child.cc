@@ -42,7 +42,7 @@ struct ChildStart {
 };
 
 int StartMarkedChild(void* raw) {
-  rseq::MarkAreaUnavailable();
+  rseqmalloc::rseq::MarkAreaUnavailable();
   auto* start = static_cast<ChildStart*>(raw);
   return start->fn(start->arg);
 }
@@ -101,7 +101,7 @@ __attribute__((visibility("hidden"), used)) void rseqmalloc_vfork_before() {
   in::BeforeChild(&in::kChildRunning);
 }
 __attribute__((visibility("hidden"), used)) void rseqmalloc_vfork_child() {
-  rseq::MarkAreaUnavailable();
+  rseqmalloc::rseq::MarkAreaUnavailable();
 }
 // In the parent once the child exec'd or exited, or after a failure
 // (`result` is the system call's: a pid or -errno). Returns vfork's result.

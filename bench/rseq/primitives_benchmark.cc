@@ -11,7 +11,7 @@
 #include "benchmark/benchmark.h"
 #include "rseq/rseq.h"
 
-namespace rseq {
+namespace rseqmalloc::rseq {
 namespace {
 
 // ---- Counters ---------------------------------------------------------------
@@ -188,4 +188,4 @@ void BM_MutexStackPushPop(benchmark::State& state) {
 BENCHMARK(BM_MutexStackPushPop)->Threads(1)->Threads(2)->Threads(16)->UseRealTime();
 
 }  // namespace
-}  // namespace rseq
+}  // namespace rseqmalloc::rseq

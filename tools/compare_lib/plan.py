@@ -60,11 +60,13 @@ class Workload:
     higher: whether more of it is better. args/quick_args: fixed arguments
     for a normal and for a --quick run. sizes: sizes to sweep (pair only).
     threads: how a requested thread count maps to the program's (None:
-    dropped)."""
+    dropped). binary: the bench/ program (default: the name), so that one
+    program can run as several workloads with different fixed arguments."""
 
     def __init__(self, name, what, metric, higher, args, quick_args,
-                 sizes=None, quick_sizes=None, threads=None):
+                 sizes=None, quick_sizes=None, threads=None, binary=None):
         self.name = name
+        self.binary = binary or name  # the program in bench/ that runs it
         self.what = what
         self.metric = metric
         self.higher = higher
@@ -77,6 +79,10 @@ class Workload:
 
 def _even(t):
     return max(2, t + (t % 2))
+
+
+def _at_least_two(t):
+    return max(2, t)
 
 
 WORKLOADS = [
@@ -100,11 +106,28 @@ WORKLOADS = [
              "ops_per_sec", True, ["--ms", "1000"], ["--ms", "200", "--size", "16M"]),
     Workload("large_calloc", "calloc(64 MiB) used sparsely, freed, asked for again",
              "ops_per_sec", True, ["--ms", "500"], ["--ms", "200"]),
+    Workload("producer_consumer_mixed",
+             "allocated on one thread, freed on another, random sizes 16 B-1 KiB",
+             "ops_per_sec", True, ["--ms", "300", "--size", "16-1024"],
+             ["--ms", "100", "--size", "16-1024"], threads=_even,
+             binary="producer_consumer"),
+    Workload("exchange", "threads pass batches of 64 blocks of 16 B-16 KiB around a ring",
+             "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"], threads=_at_least_two),
+    Workload("working_set", "shared set of 4096 blocks of 16 B-1 KiB, replaced by any thread",
+             "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"]),
+    Workload("working_set_sized", "working_set freed with sized operator delete",
+             "ops_per_sec", True, ["--ms", "300", "--sized", "1"],
+             ["--ms", "100", "--sized", "1"], binary="working_set"),
+    Workload("size_mix", "32 live blocks per thread, one size distribution",
+             "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
+             sizes=["64", "bimodal", "16-16K"], quick_sizes=["16-16K"]),
     Workload("memory_64threads", "64 threads churning 2000 small objects each; peak RSS",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
              threads=lambda t: 64),
 ]
 WORKLOAD_NAMES = [w.name for w in WORKLOADS]
+# The bench/ programs the workloads need (some run under several names).
+BINARIES = sorted({w.binary for w in WORKLOADS})
 
 
 class Case:
@@ -117,10 +140,12 @@ class Case:
     @property
     def label(self):
         text = "%s t=%d" % (self.workload.name, self.threads)
-        return text + (" %sB" % self.size if self.size else "")
+        if not self.size:
+            return text
+        return text + (" %sB" % self.size if self.size[0].isdigit() else " " + self.size)
 
     def command(self, bindir):
-        cmd = [os.path.join(bindir, self.workload.name), "--threads", str(self.threads)]
+        cmd = [os.path.join(bindir, self.workload.binary), "--threads", str(self.threads)]
         if self.size:
             cmd += ["--size", self.size]
         return cmd + self.args
