@@ -110,11 +110,10 @@ constexpr std::array<SizeClassInfo, kNumClasses> MakeClassTable() {
   return table;
 }
 
-// Lookup index: 16-byte granules up to 1 KiB, 128-byte granules above (every
-// class above 1 KiB is a multiple of 128), so one small table covers all.
-constexpr size_t LookupIndex(size_t size) {
-  return size <= 1024 ? (size + 15) >> 4 : ((size + 127) >> 7) + 56;
-}
+// Lookup index: one entry per 16-byte granule up to kMaxSmallSize (16 KiB
+// of table). One shift and one load on the fast path; the entries the
+// common small sizes use share a cache line or two.
+constexpr size_t LookupIndex(size_t size) { return (size + 15) >> 4; }
 inline constexpr size_t kLookupEntries = LookupIndex(kMaxSmallSize) + 1;
 
 inline constexpr std::array<SizeClassInfo, kNumClasses> kClassTable = MakeClassTable();
@@ -123,10 +122,9 @@ constexpr std::array<uint8_t, kLookupEntries> MakeLookup() {
   std::array<uint8_t, kLookupEntries> lookup{};
   uint32_t cls = 1;
   for (size_t i = 0; i < kLookupEntries; ++i) {
-    // The largest size that maps to index i; every size with this index has
-    // the same smallest fitting class because classes sit on granule edges.
-    size_t rep = i <= 64 ? i * 16 : (i - 56) * 128;
-    if (rep < kMinClassSize) rep = kMinClassSize;
+    // The largest size with index i; every class size is a multiple of 16,
+    // so all sizes with this index have the same smallest fitting class.
+    size_t rep = i * 16 < kMinClassSize ? kMinClassSize : i * 16;
     while (kClassTable[cls].size < rep) ++cls;
     lookup[i] = static_cast<uint8_t>(cls);
   }

@@ -2,12 +2,15 @@
 // in front of the central free list. Batches that one CPU frees and another
 // allocates move through here without touching span metadata.
 //
-// Capacity: up to kTransferCacheBatches (64) batches of the class, but at
-// most kTransferCacheMaxBytes (512 KiB) of objects, and never less than two
-// batches. So small classes cache up to 2048 objects (32 KiB for 16-byte
-// objects) and big classes a few objects; all 96 caches together hold at most
-// about 46 MiB (54,452 slots, 425 KiB of slot arrays), and ReleaseFreeMemory
-// drains them.
+// Capacity: up to kTransferCacheBatches (512) batches of the class, but at
+// most kTransferCacheMaxBytes (1 MiB) of objects, and never less than two
+// batches. So small classes cache up to 16384 objects (a program that frees
+// ten thousand 64-byte objects on one CPU and allocates them on another
+// moves them without touching a span), and big classes a few objects; all
+// 96 caches together hold at most about 93 MiB (193,926 slots, 1.5 MiB of
+// slot arrays, touched only as used). Memory they hold and no CPU asks for
+// goes back to the central free lists over time (Plunder, from the
+// maintenance pass), and ReleaseFreeMemory drains them.
 //
 // RemoveRange serves from the cache first and tops up from the central free
 // list; InsertRange fills the cache and sends the overflow to the central
@@ -23,8 +26,8 @@
 
 namespace rseqmalloc::internal {
 
-inline constexpr int kTransferCacheBatches = 64;
-inline constexpr size_t kTransferCacheMaxBytes = size_t{512} << 10;
+inline constexpr int kTransferCacheBatches = 512;
+inline constexpr size_t kTransferCacheMaxBytes = size_t{1} << 20;
 
 struct TransferCacheStats {
   uint64_t objects;     // cached now

@@ -1,7 +1,7 @@
 // 32 threads on a 2-core machine hammer each primitive while another thread
 // sends them SIGUSR1 continuously; the handler runs critical sections of its
-// own (rseq configurations). Totals must stay exact and slab tokens must be
-// conserved. The delayed configurations spin inside every section, so
+// own (rseq configurations). Totals must stay exact. (The slab's own hammer
+// is slab_test.) The delayed configurations spin inside every section, so
 // preemptions and signals land inside sections: they must restart (the
 // abort counter grows) and still be exact.
 
@@ -183,89 +183,6 @@ TYPED_TEST(HammerTest, CompareAndStore64IncrementIsExact) {
 
 TYPED_TEST(HammerTest, CompareAndStore32IncrementIsExact) {
   CompareAndStoreIncrementIsExact<std::uint32_t>(this);
-}
-
-// Unique tokens move between threads' hands and the per-id stacks of two
-// classes; at the end every token must be present exactly once.
-TYPED_TEST(HammerTest, SlabTokensAreConserved) {
-  using Ops = typename TestFixture::Ops;
-  constexpr IndexMode kMode = TestFixture::kMode;
-  constexpr unsigned kShift = 12;
-  constexpr int kTokensPerThread = 16;
-  constexpr int kHand = 64;
-  // class 0: slots [2, 34); class 1: slots [40, 72). Headers use slot 0.
-  constexpr std::uint16_t kBegin[2] = {2, 40};
-  constexpr std::uint16_t kEnd[2] = {34, 72};
-  const int n = this->num_ids_;
-  void* base = std::aligned_alloc(4096, static_cast<std::size_t>(n) << kShift);
-  ASSERT_NE(base, nullptr);
-  auto header = [&](int id, int c) {
-    return reinterpret_cast<std::uint16_t*>(
-        static_cast<char*>(base) + (static_cast<std::size_t>(id) << kShift) +
-        4 * c);
-  };
-  for (int id = 0; id < n; ++id) {
-    for (int c = 0; c < 2; ++c) {
-      header(id, c)[0] = kBegin[c];
-      header(id, c)[1] = kEnd[c];
-    }
-  }
-
-  std::vector<std::vector<void*>> hands(kThreads);
-  std::atomic<int> bad_id{0};
-  this->Run([&](int thread) {
-    std::vector<void*>& hand = hands[thread];
-    hand.reserve(kHand);
-    for (int t = 0; t < kTokensPerThread; ++t) {
-      hand.push_back(reinterpret_cast<void*>(
-          static_cast<std::uintptr_t>(thread * kTokensPerThread + t + 1) * 8));
-    }
-    unsigned rng = thread * 2654435761u + 1;
-    for (std::int64_t i = 0; this->KeepGoing(i); ++i) {
-      rng = rng * 1103515245u + 12345u;
-      const int c = (rng >> 16) & 1;
-      int id = -1;
-      if (((rng >> 20) & 1) && !hand.empty()) {
-        if (Ops::template Push<kMode>(base, kShift, c, hand.back(), &id)) {
-          hand.pop_back();
-        }
-      } else if (hand.size() < kHand) {
-        if (void* item = Ops::template Pop<kMode>(base, kShift, c, kBegin[c],
-                                                  &id)) {
-          hand.push_back(item);
-        }
-      } else {
-        continue;
-      }
-      if (id < 0 || id >= n) bad_id.fetch_add(1);
-    }
-  });
-  EXPECT_EQ(bad_id.load(), 0);
-
-  std::map<void*, int> seen;
-  for (const auto& hand : hands) {
-    for (void* token : hand) ++seen[token];
-  }
-  for (int id = 0; id < n; ++id) {
-    for (int c = 0; c < 2; ++c) {
-      const std::uint16_t current = header(id, c)[0];
-      ASSERT_GE(current, kBegin[c]);
-      ASSERT_LE(current, kEnd[c]);
-      EXPECT_EQ(header(id, c)[1], kEnd[c]);
-      void** slots = reinterpret_cast<void**>(
-          static_cast<char*>(base) + (static_cast<std::size_t>(id) << kShift));
-      for (int s = kBegin[c]; s < current; ++s) ++seen[slots[s]];
-    }
-  }
-  EXPECT_EQ(seen.size(), std::size_t{kThreads} * kTokensPerThread);
-  for (const auto& [token, count] : seen) {
-    const auto value = reinterpret_cast<std::uintptr_t>(token);
-    EXPECT_EQ(count, 1) << "token " << value;
-    EXPECT_TRUE(value % 8 == 0 && value >= 8 &&
-                value <= std::uintptr_t{kThreads} * kTokensPerThread * 8)
-        << "foreign value " << value;
-  }
-  std::free(base);
 }
 
 }  // namespace

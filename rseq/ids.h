@@ -33,6 +33,10 @@ __attribute__((visibility("hidden"))) extern __thread rseqmalloc::rseq::Rseq
     rseqmalloc_own_rseq_area;
 __attribute__((visibility("hidden"))) extern std::ptrdiff_t
     rseqmalloc_rseq_area_delta;
+// An area in every thread that nobody registers: cpu_id and mm_cid read -1
+// for ever. Fast paths that must miss until something is ready point here.
+__attribute__((visibility("hidden"))) extern __thread rseqmalloc::rseq::Rseq
+    rseqmalloc_never_registered_area;
 }
 
 namespace rseqmalloc::rseq {
@@ -44,6 +48,14 @@ namespace internal {
 inline std::ptrdiff_t OwnAreaOffset() {
   std::ptrdiff_t offset;
   asm("movq rseqmalloc_own_rseq_area@gottpoff(%%rip), %0" : "=r"(offset));
+  return offset;
+}
+
+// Offset of the never-registered area from the thread pointer: a link-time
+// constant in an executable, one GOT load in a shared object.
+inline std::ptrdiff_t NeverRegisteredAreaOffset() {
+  std::ptrdiff_t offset;
+  asm("movq rseqmalloc_never_registered_area@gottpoff(%%rip), %0" : "=r"(offset));
   return offset;
 }
 

@@ -69,69 +69,9 @@ struct RseqOpsImpl {
       return static_cast<CasResult>(status);
     }
   }
-
-  // Fast-path forms of Pop / Push: one attempt and no function call, so a
-  // caller's fast path needs no stack frame. An abort looks like a miss with
-  // *id_out == kAborted; the caller's slow path must count it (NoteAbort)
-  // and try again. (After an abort the section's result registers hold
-  // whatever they held when it was interrupted: only the id tells.)
-  template <IndexMode kMode>
-  __attribute__((always_inline)) static void* PopOnce(void* base, unsigned shift,
-                                                      std::size_t size_class,
-                                                      std::uint16_t begin, int* id_out) {
-    void* item = x86::Pop<kMode, kDelay>(base, shift, size_class * kHeaderBytes, begin, id_out);
-    return __builtin_expect(*id_out == kAbortedCode, false) ? nullptr : item;
-  }
-
-  template <IndexMode kMode>
-  __attribute__((always_inline)) static bool PushOnce(void* base, unsigned shift,
-                                                      std::size_t size_class, void* item,
-                                                      int* id_out) {
-    unsigned current =
-        x86::Push<kMode, kDelay>(base, shift, size_class * kHeaderBytes, item, id_out);
-    return current != 0 && *id_out != kAbortedCode;
-  }
-
-  template <IndexMode kMode>
-  static void* Pop(void* base, unsigned shift, std::size_t size_class,
-                   std::uint16_t begin, int* id_out) {
-    for (;;) {
-      int id;
-      void* item = x86::Pop<kMode, kDelay>(base, shift, size_class * kHeaderBytes,
-                                           begin, &id);
-      if (__builtin_expect(id == kAbortedCode, false)) {
-        NoteRestart();
-        continue;
-      }
-      if (id_out != nullptr) *id_out = id;
-      return item;
-    }
-  }
-
-  template <IndexMode kMode>
-  static bool Push(void* base, unsigned shift, std::size_t size_class,
-                   void* item, int* id_out) {
-    for (;;) {
-      int id;
-      unsigned current = x86::Push<kMode, kDelay>(
-          base, shift, size_class * kHeaderBytes, item, &id);
-      if (__builtin_expect(id == kAbortedCode, false)) {
-        NoteRestart();
-        continue;
-      }
-      if (id_out != nullptr) *id_out = id;
-      return current != 0;
-    }
-  }
 };
 
 }  // namespace internal
-
-// The id a PopOnce / PushOnce reports when its critical section aborted.
-inline constexpr int kAborted = internal::kAbortedCode;
-
-// Counts an abort seen through PopOnce / PushOnce (restarts.h).
-inline void NoteAbort() { internal::NoteRestart(); }
 
 using RseqOps = internal::RseqOpsImpl<false>;
 using RseqOpsWithDelay = internal::RseqOpsImpl<true>;

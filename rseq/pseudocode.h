@@ -31,33 +31,8 @@
 //        *word = desired;                            // commit
 //        return kStored;
 //
-// 3. Per-CPU slab stack. Region of id i: base + (i << shift). Class c has a
-//    4-byte header at region + 4*c: uint16 current (low half), uint16 end
-//    (high half). Slot s is the void* at region + 8*s. Class c's stack is
-//    slots [begin_c, end); begin_c is the same on every id and passed in;
-//    current is one past the top item. Slots must not overlap headers.
-//    Items must be non-null (null means "miss").
-//      void* Pop<mode>(void* base, unsigned shift, size_t c, uint16 begin_c,
-//                      int* id_out):
-//        id = current id;  *id_out = id;        // id_out may be null
-//        if (id < 0) return nullptr;            // unregistered: *id_out < 0
-//        current = header(id, c).current;
-//        if (current <= begin_c) return nullptr; // miss: *id_out = the id
-//        item = slot(id, current - 1);
-//        header(id, c).current = current - 1;   // commit: one 16-bit store
-//        return item;
-//      bool Push<mode>(void* base, unsigned shift, size_t c, void* item,
-//                      int* id_out):
-//        id = current id;  *id_out = id;
-//        if (id < 0) return false;              // unregistered: *id_out < 0
-//        {current, end} = header(id, c);
-//        if (current >= end) return false;      // full: *id_out = the id
-//        slot(id, current) = item;              // invisible until commit
-//        header(id, c).current = current + 1;   // commit: one 16-bit store
-//        return true;
-//    The id reported on a miss / full is where the operation ran; the
-//    caller's slow path refills or drains that id's stack (under its own
-//    synchronisation, e.g. with CompareAndStore or a lock per id).
+// 3. Per-CPU slab stacks: PercpuSlab (slab.h), whose pop and push follow the
+//    same scheme with contracts of their own (slab_sections.h).
 //
 // Data touched by one implementation must never be touched by the other
 // concurrently: rseq sections take no lock, the reference takes no rseq.

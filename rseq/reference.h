@@ -77,41 +77,6 @@ struct ReferenceOps {
     __atomic_store_n(word, desired, __ATOMIC_RELAXED);
     return CasResult::kStored;
   }
-
-  template <IndexMode kMode>
-  static void* Pop(void* base, unsigned shift, std::size_t size_class,
-                   std::uint16_t begin, int* id_out) {
-    int id = CurrentId<kMode>();
-    if (id_out != nullptr) *id_out = id;
-    internal::IdLock lock(id);
-    char* region = internal::Region(base, shift, id);
-    auto* current_ptr = reinterpret_cast<std::uint16_t*>(
-        region + size_class * internal::kHeaderBytes);
-    std::uint16_t current = *current_ptr;
-    if (current <= begin) return nullptr;
-    void* item = reinterpret_cast<void**>(region)[current - 1];
-    __atomic_store_n(current_ptr, static_cast<std::uint16_t>(current - 1),
-                     __ATOMIC_RELAXED);
-    return item;
-  }
-
-  template <IndexMode kMode>
-  static bool Push(void* base, unsigned shift, std::size_t size_class,
-                   void* item, int* id_out) {
-    int id = CurrentId<kMode>();
-    if (id_out != nullptr) *id_out = id;
-    internal::IdLock lock(id);
-    char* region = internal::Region(base, shift, id);
-    auto* header = reinterpret_cast<std::uint16_t*>(
-        region + size_class * internal::kHeaderBytes);
-    std::uint16_t current = header[0];
-    std::uint16_t end = header[1];
-    if (current >= end) return false;
-    reinterpret_cast<void**>(region)[current] = item;
-    __atomic_store_n(&header[0], static_cast<std::uint16_t>(current + 1),
-                     __ATOMIC_RELAXED);
-    return true;
-  }
 };
 
 }  // namespace rseqmalloc::rseq

@@ -31,6 +31,10 @@ alignas(32) __attribute__((visibility("hidden"), tls_model("initial-exec")))
 __thread rseqmalloc::rseq::Rseq rseqmalloc_own_rseq_area = {
     0, rseqmalloc::rseq::kCpuIdUninitialized, 0, 0, 0, ~0u};
 
+alignas(32) __attribute__((visibility("hidden"), tls_model("initial-exec")))
+__thread rseqmalloc::rseq::Rseq rseqmalloc_never_registered_area = {
+    0, rseqmalloc::rseq::kCpuIdUninitialized, 0, 0, ~0u, ~0u};
+
 // See ids.h: 0 selects the own area.
 __attribute__((visibility("hidden"))) std::ptrdiff_t
     rseqmalloc_rseq_area_delta = 0;

@@ -3,6 +3,7 @@
 // (seccomp makes the syscall fail). The last two re-execute this binary.
 
 #include "rseq/registration.h"
+#include "rseq/slab.h"
 
 #include <sched.h>
 
@@ -119,36 +120,37 @@ TEST(ChildTest, Unavailable) {
   EXPECT_LT(NodeId(), 0);
 
   // Every primitive reports "not done", in both index modes.
-  alignas(4096) static char slab[2][4096];
-  for (auto& region : slab) {
-    auto* header = reinterpret_cast<std::uint16_t*>(region);
-    header[0] = 2;  // current: one item in slot 1
-    header[1] = 4;  // end
-    reinterpret_cast<void**>(region)[1] = region;
-  }
+  alignas(4096) static char region[2][4096];
   PerCpuSlot slots[2] = {};
-  int id = 0;
   EXPECT_EQ(RseqOps::AddToSlot<IndexMode::kCpuId>(slots, 2, 1), kNotDone);
   EXPECT_EQ(RseqOps::AddToSlot<IndexMode::kMmCid>(slots, 2, 1), kNotDone);
   EXPECT_EQ(slots[0].value + slots[1].value, 0);
   for (int expected_id : {0, 1}) {
     EXPECT_EQ((RseqOps::CompareAndStore<IndexMode::kCpuId, std::uint64_t>(
-                  expected_id, slab, 12, 64, 0, 1)),
+                  expected_id, region, 12, 64, 0, 1)),
               CasResult::kWrongId);
     EXPECT_EQ((RseqOps::CompareAndStore<IndexMode::kMmCid, std::uint32_t>(
-                  expected_id, slab, 12, 64, 0, 1)),
+                  expected_id, region, 12, 64, 0, 1)),
               CasResult::kWrongId);
   }
-  EXPECT_EQ(RseqOps::Pop<IndexMode::kCpuId>(slab, 12, 0, 1, &id), nullptr);
-  EXPECT_LT(id, 0);
-  EXPECT_EQ(RseqOps::Pop<IndexMode::kMmCid>(slab, 12, 0, 1, &id), nullptr);
-  EXPECT_LT(id, 0);
-  EXPECT_FALSE(RseqOps::Push<IndexMode::kCpuId>(slab, 12, 0, slab, &id));
-  EXPECT_LT(id, 0);
-  EXPECT_FALSE(RseqOps::Push<IndexMode::kMmCid>(slab, 12, 0, slab, &id));
-  EXPECT_LT(id, 0);
-  for (auto& region : slab) {
-    EXPECT_EQ(reinterpret_cast<std::uint16_t*>(region)[0], 2);
+  // A started slab, with capacity and an item on every id: an unregistered
+  // thread pops nothing and pushes nothing, and the item stays.
+  for (IndexMode mode : {IndexMode::kCpuId, IndexMode::kMmCid}) {
+    static const std::uint16_t kCapacity[2] = {0, 4};
+    PercpuSlab slab;
+    ASSERT_TRUE(slab.Init(kCapacity, 2));
+    slab.Start(mode);
+    for (int i = 0; i < slab.num_ids(); ++i) slab.Grow(i, 1, 4);
+    int id = 0;
+    EXPECT_EQ(slab.PopRetrying(1, &id), nullptr);
+    EXPECT_LT(id, 0);
+    EXPECT_FALSE(slab.PushRetrying(1, region, &id));
+    EXPECT_LT(id, 0);
+    void* items[1] = {region};
+    EXPECT_EQ(slab.PushBatch(1, items, 1, &id), 0);
+    EXPECT_LT(slab.CurrentId(), 0);
+    for (int i = 0; i < slab.num_ids(); ++i) EXPECT_EQ(slab.FillOf(i, 1).cached, 0u);
+    slab.Release();
   }
 
   // The counter still counts exactly, through its fallback, from threads.

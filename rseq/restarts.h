@@ -21,6 +21,12 @@ namespace internal {
 // Called on the (rare) abort path only; async-signal-safe.
 void NoteRestart();
 
+// The counters behind RestartCount() / ThreadRestartCount(), for abort
+// handlers written in assembly.
+extern "C" __attribute__((visibility("hidden"))) std::uint64_t rseqmalloc_rseq_restarts;
+extern "C" __attribute__((visibility("hidden"))) __thread std::uint64_t
+    rseqmalloc_rseq_thread_restarts;
+
 // Spin iterations that the delay-injecting critical sections execute between
 // reading the id and committing (tests only; see RseqOpsWithDelay).
 extern "C" __attribute__((visibility("hidden")))

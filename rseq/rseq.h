@@ -9,6 +9,8 @@
 //   reference.h      ReferenceOps: the contracts under per-id locks
 //   percpu_counter.h PerCpuCounter
 //   restarts.h       RestartCount()
+//   slab.h           PercpuSlab: per-CPU stacks of pointers (pop / push,
+//                    batches, capacity, remote eviction and draining)
 //   cpus.h           NumPossibleCpus(), AllowedCpuCount()
 
 #ifndef RSEQ_RSEQ_H_
@@ -23,5 +25,6 @@
 #include "rseq/reference.h"
 #include "rseq/registration.h"
 #include "rseq/restarts.h"
+#include "rseq/slab.h"
 
 #endif  // RSEQ_RSEQ_H_

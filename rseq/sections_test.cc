@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "rseq/abi.h"
 #include "rseq/primitives.h"
+#include "rseq/slab.h"
 
 extern "C" {
 extern const std::uint64_t __start___rseq_cs_ptr_array[] __attribute__((weak));
@@ -35,10 +36,11 @@ __attribute__((used, noinline)) void InstantiateAll(bool run) {
                                                              0, 0);
   RseqOps::CompareAndStore<IndexMode::kMmCid, std::uint64_t>(0, region, 0, 0,
                                                              0, 0);
-  RseqOps::Pop<IndexMode::kCpuId>(region, 0, 0, 1, &id);
-  RseqOps::Pop<IndexMode::kMmCid>(region, 0, 0, 1, &id);
-  RseqOps::Push<IndexMode::kCpuId>(region, 0, 0, region, &id);
-  RseqOps::Push<IndexMode::kMmCid>(region, 0, 0, region, &id);
+  static PercpuSlab slab;
+  slab.Pop(0, [] { return static_cast<void*>(nullptr); });
+  slab.Push(0, region, [] {});
+  slab.PopBatch(0, reinterpret_cast<void**>(region), 1, &id);
+  slab.PushBatch(0, reinterpret_cast<void* const*>(region), 1, &id);
 }
 
 TEST(SectionsTest, DescriptorsAreWellFormed) {

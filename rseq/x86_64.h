@@ -1,5 +1,7 @@
-// x86-64 rseq critical sections for the contracts in pseudocode.h. Users call
-// RseqOps (primitives.h); these raw forms return kAbortedCode on a restart.
+// x86-64 rseq critical sections for the contracts in pseudocode.h: per-CPU
+// add and compare-and-store. Users call RseqOps (primitives.h); these raw
+// forms return kAbortedCode on a restart. The slab's pop and push are in
+// slab_sections.h.
 //
 // Every section has the same skeleton (labels are GNU as local labels):
 //   3:  RseqCs descriptor in section __rseq_cs (32-byte aligned), plus an
@@ -215,125 +217,6 @@ __attribute__((always_inline)) inline int CompareAndStore(int expected_id,
                            RSEQMALLOC_RSEQ_CAS_OPERANDS)
 #undef RSEQMALLOC_RSEQ_CAS_OPERANDS
   return status;
-}
-
-// ---------------------------------------------------------------------------
-// Slab pop. header_offset = 4 * size_class.
-//   arm;
-// start:
-//   id = area->cpu_id (or mm_cid);
-//   if (id < 0) goto miss;
-//   region = base + (id << shift);
-//   current = header(region).current;
-//   if (current <= begin) goto miss;
-//   item = slot(region, current - 1);
-//   header(region).current = current - 1;  // commit: one 16-bit store
-// post_commit:
-//   return {item, id};
-// miss: item = nullptr; goto post_commit;
-#define RSEQMALLOC_RSEQ_POP_BODY(LOAD_ID, DELAY)                             \
-  RSEQMALLOC_RSEQ_TABLES(".quad 1f, 5f\n\t")                                \
-  RSEQMALLOC_RSEQ_ARM("region")                                             \
-  LOAD_ID("id", "5f")                                                       \
-  "movl %k[id], %k[region]\n\t"           /* region = (uint64_t)id       */ \
-  "shlq %%cl, %q[region]\n\t"             /* region <<= shift            */ \
-  "addq %[base], %q[region]\n\t"          /* region += base              */ \
-  "movzwl (%q[region], %[hdr]), %k[current]\n\t" /* current = hdr.current */ \
-  "cmpl %k[begin], %k[current]\n\t"       /* if (current <= begin)       */ \
-  "jbe 5f\n\t"                            /*   goto miss                 */ \
-  DELAY("item")                                                             \
-  "movq -8(%q[region], %q[current], 8), %q[item]\n\t" /* item =          */ \
-                                          /*   slot[current - 1]         */ \
-  "subl $1, %k[current]\n\t"              /* --current                   */ \
-  "movw %w[current], (%q[region], %[hdr])\n\t" /* hdr.current = current  */ \
-                                          /*   (commit)                  */ \
-  "2:\n\t"                                /* post_commit:                */ \
-  ".pushsection __rseq_failure, \"ax?\"\n\t"                                 \
-  "5:\n\t"                                /* miss (or unregistered):     */ \
-  "xorl %k[item], %k[item]\n\t"           /* item = nullptr              */ \
-  "jmp 2b\n\t"                            /* goto post_commit            */ \
-  ".popsection\n\t"                                                         \
-  RSEQMALLOC_RSEQ_ABORT("id")
-
-template <IndexMode kMode, bool kDelay>
-__attribute__((always_inline)) inline void* Pop(void* base, unsigned shift,
-                                                std::size_t header_offset,
-                                                unsigned begin, int* id_out) {
-  int id;
-  std::uint64_t region, current;
-  void* item;
-#define RSEQMALLOC_RSEQ_POP_OPERANDS                                         \
-  : [id] "=&r"(id), [region] "=&r"(region), [current] "=&r"(current),        \
-    [item] "=&r"(item)                                                       \
-  : RSEQMALLOC_RSEQ_COMMON_INPUTS, [base] "r"(base), "c"(shift),             \
-    [hdr] "r"(header_offset), [begin] "r"(begin)                             \
-  : "cc", "memory"
-  RSEQMALLOC_RSEQ_DISPATCH(RSEQMALLOC_RSEQ_POP_BODY,
-                           RSEQMALLOC_RSEQ_POP_OPERANDS)
-#undef RSEQMALLOC_RSEQ_POP_OPERANDS
-  *id_out = id;
-  return item;
-}
-
-// ---------------------------------------------------------------------------
-// Slab push. Returns the new `current` (>= 1) when pushed, 0 when full or
-// unregistered. current and end are read with two 16-bit loads: one 32-bit
-// load spanning the 16-bit commit of a just-finished pop cannot be served
-// by store forwarding and stalls (measured: push+pop 9 ns -> see docs).
-//   arm;
-// start:
-//   id = area->cpu_id (or mm_cid);
-//   if (id < 0) goto full;
-//   region = base + (id << shift);
-//   {current, end} = header(region);
-//   if (current >= end) goto full;
-//   slot(region, current) = item;          // above the top: not yet visible
-//   header(region).current = current + 1;  // commit: one 16-bit store
-// post_commit:
-//   return {current + 1, id};
-// full: current = 0; goto post_commit;
-#define RSEQMALLOC_RSEQ_PUSH_BODY(LOAD_ID, DELAY)                            \
-  RSEQMALLOC_RSEQ_TABLES(".quad 1f, 5f\n\t")                                \
-  RSEQMALLOC_RSEQ_ARM("region")                                             \
-  LOAD_ID("id", "5f")                                                       \
-  "movl %k[id], %k[region]\n\t"           /* region = (uint64_t)id       */ \
-  "shlq %%cl, %q[region]\n\t"             /* region <<= shift            */ \
-  "addq %[base], %q[region]\n\t"          /* region += base              */ \
-  "movzwl (%q[region], %[hdr]), %k[current]\n\t" /* current =          */ \
-                                          /*   header.current            */ \
-  "movzwl 2(%q[region], %[hdr]), %k[end]\n\t" /* end = header.end      */ \
-  "cmpl %k[end], %k[current]\n\t"         /* if (current >= end)         */ \
-  "jae 5f\n\t"                            /*   goto full                 */ \
-  DELAY("end")                                                              \
-  "movq %[item], (%q[region], %q[current], 8)\n\t" /* slot[current]=item */ \
-  "addl $1, %k[current]\n\t"              /* ++current                   */ \
-  "movw %w[current], (%q[region], %[hdr])\n\t" /* hdr.current = current  */ \
-                                          /*   (commit)                  */ \
-  "2:\n\t"                                /* post_commit:                */ \
-  ".pushsection __rseq_failure, \"ax?\"\n\t"                                 \
-  "5:\n\t"                                /* full (or unregistered):     */ \
-  "xorl %k[current], %k[current]\n\t"     /* current = 0                 */ \
-  "jmp 2b\n\t"                            /* goto post_commit            */ \
-  ".popsection\n\t"                                                         \
-  RSEQMALLOC_RSEQ_ABORT("id")
-
-template <IndexMode kMode, bool kDelay>
-__attribute__((always_inline)) inline unsigned Push(void* base, unsigned shift,
-                                                    std::size_t header_offset,
-                                                    void* item, int* id_out) {
-  int id;
-  std::uint64_t region, current, end;
-#define RSEQMALLOC_RSEQ_PUSH_OPERANDS                                        \
-  : [id] "=&r"(id), [region] "=&r"(region), [current] "=&r"(current),        \
-    [end] "=&r"(end)                                                         \
-  : RSEQMALLOC_RSEQ_COMMON_INPUTS, [base] "r"(base), "c"(shift),             \
-    [hdr] "r"(header_offset), [item] "r"(item)                               \
-  : "cc", "memory"
-  RSEQMALLOC_RSEQ_DISPATCH(RSEQMALLOC_RSEQ_PUSH_BODY,
-                           RSEQMALLOC_RSEQ_PUSH_OPERANDS)
-#undef RSEQMALLOC_RSEQ_PUSH_OPERANDS
-  *id_out = id;
-  return static_cast<unsigned>(current);
 }
 
 }  // namespace x86

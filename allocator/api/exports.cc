@@ -1,20 +1,36 @@
-// Every exported C entry point, in one list. No logic here: each symbol
-// forwards to the front end (allocator/frontend/) or to the glibc semantics
-// (libc_semantics.h), and the glibc-internal names are aliases of ours, so
-// glibc's own calls (strdup, fopen, getline, ...) land on us too.
+// Every exported entry point, in one list, and nothing else: each body is one
+// call into the front end (allocator/frontend/), the glibc semantics
+// (libc_semantics.h), the C++ operators (new_delete.h) or introspection; every
+// other name of the same function is an alias of that body, so a family has
+// one copy of its fast path. Aliases whose C++ type differs from the body's
+// (the nothrow and align_val_t forms of delete ignore their extra argument)
+// are made in assembly, which the ABI allows and the compiler would warn of.
 #include <malloc.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <cstddef>
+#include <new>
 
 #include "allocator/api/introspection.h"
 #include "allocator/api/libc_semantics.h"
+#include "allocator/api/new_delete.h"
 #include "allocator/frontend/frontend.h"
 #include "allocator/frontend/shared_tls_child.h"
 
 #define RSEQMALLOC_EXPORT __attribute__((visibility("default"), used))
-#define RSEQMALLOC_ALIAS(name) __attribute__((alias(#name), visibility("default"), used))
+// Another name for `target`, a body defined in this file with the same type
+// (and the same attributes, which glibc's declarations give the C names).
+#define RSEQMALLOC_ALIAS(target) \
+  __attribute__((alias(#target), visibility("default"), used, copy(target)))
+// The same for a C++ body, named by its mangled name.
+#define RSEQMALLOC_CXX_ALIAS(mangled) \
+  __attribute__((alias(mangled), visibility("default"), used))
+// Another name, in assembly, for a body whose signature it extends with
+// arguments the body ignores.
+#define RSEQMALLOC_ASM_ALIAS(name, target)                                  \
+  asm(".globl " #name "\n\t.type " #name ", @function\n\t.set " #name ", " \
+      #target)
 
 namespace in = rseqmalloc::internal;
 
@@ -41,11 +57,9 @@ RSEQMALLOC_EXPORT void* pvalloc(size_t size) noexcept { return in::Pvalloc(size)
 RSEQMALLOC_EXPORT size_t malloc_usable_size(void* p) noexcept {
   return in::CheckedUsableSize(p);
 }
-RSEQMALLOC_EXPORT void free_sized(void* p, size_t size) noexcept {
-  in::FreeSized(p, size, 0);
-}
+RSEQMALLOC_EXPORT void free_sized(void* p, size_t size) noexcept { in::FreeSized(p, size); }
 RSEQMALLOC_EXPORT void free_aligned_sized(void* p, size_t align, size_t size) noexcept {
-  in::FreeSized(p, size, align);
+  in::FreeSizedAligned(p, size, align);
 }
 
 RSEQMALLOC_EXPORT struct mallinfo2 mallinfo2() noexcept { return in::MallInfo2(); }
@@ -91,3 +105,45 @@ vfork:
   jmp rseqmalloc_vfork
   .size vfork, .-vfork
 )");
+
+// --- C++ ---------------------------------------------------------------------
+// new: plain, nothrow, aligned, aligned nothrow; the array forms alias them.
+
+RSEQMALLOC_EXPORT void* operator new(size_t n) { return in::New(n); }
+RSEQMALLOC_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  return in::NewNothrow(n);
+}
+RSEQMALLOC_EXPORT void* operator new(size_t n, std::align_val_t a) {
+  return in::NewSlow(n, static_cast<size_t>(a));
+}
+RSEQMALLOC_EXPORT void* operator new(size_t n, std::align_val_t a,
+                                     const std::nothrow_t&) noexcept {
+  return in::NewSlowNothrow(n, static_cast<size_t>(a));
+}
+void* operator new[](size_t n) RSEQMALLOC_CXX_ALIAS("_Znwm");
+void* operator new[](size_t n, const std::nothrow_t&) noexcept
+    RSEQMALLOC_CXX_ALIAS("_ZnwmRKSt9nothrow_t");
+void* operator new[](size_t n, std::align_val_t a) RSEQMALLOC_CXX_ALIAS("_ZnwmSt11align_val_t");
+void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexcept
+    RSEQMALLOC_CXX_ALIAS("_ZnwmSt11align_val_tRKSt9nothrow_t");
+
+// delete: every unsized form is free (the alignment and nothrow arguments
+// change nothing: the pagemap knows the block); the sized forms are
+// free_sized; the sized aligned forms have a body of their own (C++ puts the
+// size before the alignment, free_aligned_sized after).
+RSEQMALLOC_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
+  in::FreeSizedAligned(p, n, static_cast<size_t>(a));
+}
+void operator delete[](void* p, size_t n, std::align_val_t a) noexcept
+    RSEQMALLOC_CXX_ALIAS("_ZdlPvmSt11align_val_t");
+
+RSEQMALLOC_ASM_ALIAS(_ZdlPv, free);                                // delete(void*)
+RSEQMALLOC_ASM_ALIAS(_ZdaPv, free);                                // delete[](void*)
+RSEQMALLOC_ASM_ALIAS(_ZdlPvRKSt9nothrow_t, free);                  // delete(void*, nothrow)
+RSEQMALLOC_ASM_ALIAS(_ZdaPvRKSt9nothrow_t, free);                  // delete[](void*, nothrow)
+RSEQMALLOC_ASM_ALIAS(_ZdlPvSt11align_val_t, free);                 // delete(void*, align)
+RSEQMALLOC_ASM_ALIAS(_ZdaPvSt11align_val_t, free);                 // delete[](void*, align)
+RSEQMALLOC_ASM_ALIAS(_ZdlPvSt11align_val_tRKSt9nothrow_t, free);   // + nothrow
+RSEQMALLOC_ASM_ALIAS(_ZdaPvSt11align_val_tRKSt9nothrow_t, free);   // + nothrow
+RSEQMALLOC_ASM_ALIAS(_ZdlPvm, free_sized);                         // delete(void*, size_t)
+RSEQMALLOC_ASM_ALIAS(_ZdaPvm, free_sized);                         // delete[](void*, size_t)

@@ -1,34 +1,39 @@
-// Per-CPU (or per-mm_cid) caches: the default front end.
+// Per-CPU (or per-mm_cid) caches: the default front end, and only its
+// policy. The mechanism -- regions, the rseq pop / push, capacity changes,
+// eviction, remote draining with the membarrier fence -- is rseq::PercpuSlab
+// (rseq/slab.h); one slab class per size class.
 //
-// One slab region of 2^kSlabShift bytes per possible id, reserved up front
-// and touched lazily. Region layout (rseq/pseudocode.h): one 4-byte header
-// per class {uint16 current, uint16 end}, then pointer slots; class c owns
-// slots [Begin(c), Begin(c) + MaxCapacity(c)). malloc pops and free pushes
-// with one rseq critical section each: no lock, no atomic read-modify-write.
+// Call tree of the slow paths (the fast paths are in frontend.h):
+//   Refill(cls)       pop missed on this id
+//     -> register the thread's rseq area on its first miss
+//     -> NoteMiss, Grow (capacity policy, below)
+//     -> RemoveBatch from the transfer cache, push what fits
+//   Overflow(cls, p)  push found the class full
+//     -> NoteMiss, Grow; if still full: pop a batch, InsertBatch
+//   Maintain()        every kMaintainEvery misses of an id, and from the
+//                     maintenance thread: cold classes give capacity back
 //
-// Capacity policy (the constants are in cpu_cache.cc):
-//  * every class starts with capacity 0 (end == begin), so an id that is
-//    never used costs no memory beyond its untouched reservation;
-//  * a miss or an overflow grows the class by one batch, up to
-//    MaxCapacity(c), while the id's capacity in bytes stays within
-//    RSEQMALLOC_PER_CPU_CACHE_BYTES; past the budget it takes unused capacity
-//    (end - current) from the class holding the most, and when that is not
-//    enough and the class is in sustained demand (a share of the id's recent
-//    misses) it evicts: the class with the most capacity gives up at least a
-//    batch of it, and the objects above its new end go to the transfer cache;
-//    a refill takes only what fits;
-//  * an id whose slow path has not run for kIdlePeriodNs while others ran is
-//    drained whole back to the transfer cache (DrainId), so a CPU (or cid)
-//    the process stopped using does not strand memory; malloc_trim drains
+// Capacity policy, in O(1) per miss whatever the size mix (constants in
+// cpu_cache.cc):
+//  * every class starts at capacity 0; a miss grows it by its current
+//    capacity (at least 1, at most a batch): 1, 2, 4, ... batch, then by a
+//    batch at a time, up to the class's maximum (128 KiB of objects, at
+//    least two batches, at most 2048 slots);
+//  * a refill fetches half the capacity (at least 1, at most a batch), so a
+//    class that misses rarely holds few objects;
+//  * the capacity of an id is bounded by RSEQMALLOC_PER_CPU_CACHE_BYTES.
+//    Past it, a growing class takes capacity from others, looking at no
+//    more than kStealScan classes per miss from a round-robin cursor: first
+//    capacity no object uses, then, from a class with no miss in the
+//    current interval, a batch of cached objects (evicted to the transfer
+//    cache);
+//  * every kMaintainEvery misses of an id (and from the maintenance thread)
+//    the classes that had no miss in the last interval give back half of
+//    their unused capacity, and those cold for two intervals half of their
+//    objects too; counts start a new interval;
+//  * an id with no slow-path activity for kIdlePeriodNs while others had
+//    some is drained whole back to the transfer caches; malloc_trim drains
 //    every id.
-//
-// DrainId works on another id's region without running there: it swaps each
-// header to 0 (both checks then fail: 0 <= begin, 0 >= end), forces every
-// in-flight critical section of the process to restart with
-// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ), and repeats until no
-// section committed after the swap (a commit always leaves a non-zero
-// header). The last swapped-out `current` then says exactly which slots hold
-// objects. Without that membarrier command, remote draining is off.
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
 #define RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
 
@@ -36,60 +41,43 @@
 #include <cstdint>
 
 #include "allocator/size_classes.h"
-#include "rseq/primitives.h"
+#include "rseq/pseudocode.h"
+#include "rseq/slab.h"
 
 namespace rseqmalloc::internal {
 
-inline constexpr unsigned kSlabShift = 18;
+// The slab the fast paths pop from and push to. Until CpuCache::Start every
+// pop misses and every push fails, so the fast paths are valid before
+// initialisation and in every mode.
+extern rseq::PercpuSlab g_cpu_slab;
 
 // Shared by every front end's statistics.
 struct FrontEndTotals {
   uint64_t cached_bytes;
-  uint64_t hits;
-  uint64_t misses;
+  uint64_t hits;    // counted by thread caches only (a count per call would
+                    // cost the per-CPU fast paths an instruction)
+  uint64_t misses;  // refills and overflows that found the cache empty / full
 };
-
-// Fast-path state, constant after CpuCacheInit.
-extern void* g_slab;
-extern uint16_t g_class_begin[kNumClasses];
-// Hits since the thread's last slow path (folded into the totals there).
-// __thread, not thread_local: no TLS wrapper call on the fast path.
-extern __thread uint64_t tls_cpu_cache_hits __attribute__((tls_model("initial-exec")));
 
 class CpuCache {
  public:
-  // Reserves the slab for every possible id. False when it cannot (no
-  // memory); the caller then uses thread caches.
+  // Reserves the slab. False when it cannot (no memory); the caller then
+  // uses thread caches.
   static bool Init();
+  // Turns the per-CPU fast paths on.
+  static void Start(rseq::IndexMode mode);
 
-  // Fast path: one attempt. On a miss *id is the id it ran on, negative
-  // when the thread is unregistered, rseq::kAborted after an abort.
-  template <rseq::IndexMode kMode>
-  __attribute__((always_inline)) static void* Pop(uint32_t cls, int* id) {
-    void* p = rseq::RseqOps::PopOnce<kMode>(g_slab, kSlabShift, cls, g_class_begin[cls], id);
-    if (__builtin_expect(p != nullptr, 1)) ++tls_cpu_cache_hits;
-    return p;
-  }
-
-  template <rseq::IndexMode kMode>
-  __attribute__((always_inline)) static bool Push(uint32_t cls, void* p, int* id) {
-    bool done = rseq::RseqOps::PushOnce<kMode>(g_slab, kSlabShift, cls, p, id);
-    if (__builtin_expect(done, 1)) ++tls_cpu_cache_hits;
-    return done;
-  }
-
-  // Slow paths after a miss / an overflow (`fast_id`: what the fast path
-  // reported). nullptr / false when the thread cannot use rseq: the caller
-  // falls back to a thread cache.
-  template <rseq::IndexMode kMode>
-  static void* Refill(uint32_t cls, int fast_id);
-  template <rseq::IndexMode kMode>
-  static bool Overflow(uint32_t cls, void* p, int fast_id);
+  // Slow paths after a miss / an overflow. nullptr / false when the thread
+  // cannot use rseq: the caller falls back to a thread cache.
+  static void* Refill(uint32_t cls);
+  static bool Overflow(uint32_t cls, void* p);
 
   // Returns every cached object of `id` (or of every id) to the transfer
   // caches. False when remote draining is unavailable.
   static bool DrainId(int id);
   static bool DrainAll();
+  // Capacity housekeeping of every used id (cold classes give back).
+  static void MaintainAll();
 
   static FrontEndTotals Totals();
 
@@ -97,22 +85,22 @@ class CpuCache {
     bool used;
     uint64_t cached_bytes;
     uint64_t capacity_bytes;
-    uint64_t misses;
+    uint64_t underflows;  // refills that found the class empty
+    uint64_t overflows;   // frees that found it full
+    uint64_t steals;      // capacity taken from another class without objects
+    uint64_t evictions;   // batches of another class's objects evicted
   };
   // One id's figures (a racy snapshot, for reports).
   static IdStats StatsOf(int id);
+  // Misses of one class over every id, since the start.
+  static uint64_t ClassMisses(uint32_t cls);
   // pthread_atfork: every id's slow-path lock, in id order.
   static void LockForFork();
   static void UnlockAfterFork();
   static uint16_t MaxCapacity(uint32_t cls);
   // Objects cached and capacity (both in objects) of one class on one id.
-  struct ClassFill {
-    uint32_t cached;
-    uint32_t capacity;
-  };
+  using ClassFill = rseq::PercpuSlab::Fill;
   static ClassFill FillOf(int id, uint32_t cls);
-  // Times a class's cached objects were evicted to give capacity to another.
-  static uint64_t EvictionCount();
   static int NumIds();
 };
 

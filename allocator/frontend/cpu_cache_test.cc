@@ -35,6 +35,17 @@ class CpuCacheTest : public testing::Test {
   }
 };
 
+uint64_t Evictions() {
+  uint64_t n = 0;
+  for (int id = 0; id < CpuCache::NumIds(); ++id) n += CpuCache::StatsOf(id).evictions;
+  return n;
+}
+
+uint64_t Misses(int id) {
+  CpuCache::IdStats s = CpuCache::StatsOf(id);
+  return s.underflows + s.overflows;
+}
+
 uint64_t InUseObjects() {
   static CentralStats stats;  // large: keep it off the stack
   GetCentralStats(&stats);
@@ -70,8 +81,9 @@ TEST_F(CpuCacheTest, CachedBytesStayWithinThePerIdBudget) {
 }
 
 // Every class the program used sits at capacity, full of objects, and the
-// id is at its budget: a class used only now must still get capacity (by
-// evicting another class's objects), or every one of its calls would miss.
+// id is at its budget: a class used only now must still get capacity (the
+// others go cold, and a miss takes a batch of a cold class's objects), or
+// every one of its calls would miss.
 TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   if (GetOptions().per_cpu_cache_bytes < (1u << 20)) {
     GTEST_SKIP() << "set up for the default budget (the classes below must fill it)";
@@ -116,10 +128,12 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   const uint32_t new_cls = SizeToClass(200);  // not used above
   const uint64_t budget = GetOptions().per_cpu_cache_bytes;
   CpuCache::IdStats full = CpuCache::StatsOf(id);
-  ASSERT_GT(full.capacity_bytes + ClassToBatch(new_cls) * ClassToSize(new_cls), budget)
-      << "the id should have no room for a batch of the new class";
-  const uint64_t evictions_before = CpuCache::EvictionCount();
-
+  // Housekeeping may already have taken back some capacity of classes that
+  // went cold while the others filled; most of the budget is still held.
+  ASSERT_GT(full.capacity_bytes, budget / 2);
+  const uint64_t room = budget - full.capacity_bytes;
+  const uint64_t evictions_before = Evictions();
+  const uint64_t misses_before = Misses(id);
   constexpr int kRounds = 100;
   constexpr int kBurst = 64;
   void* burst[kBurst];
@@ -127,12 +141,17 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
     for (void*& p : burst) p = Allocate(200);
     for (void* p : burst) Free(p);
   }
-  uint64_t misses = CpuCache::StatsOf(id).misses - full.misses;
-  // Growing to 64 objects takes a few misses; with no capacity to be had,
-  // most of the 2 * 64 * 100 calls would miss.
+  uint64_t misses = Misses(id) - misses_before;
+  // Growing to 64 objects takes a few misses (and the other classes need a
+  // housekeeping interval to turn cold); with no capacity to be had, most
+  // of the 2 * 64 * 100 calls would miss.
   EXPECT_LT(misses, 2u * kBurst * kRounds / 20) << "misses: " << misses;
-  EXPECT_GT(CpuCache::EvictionCount(), evictions_before);
   EXPECT_GE(CpuCache::FillOf(id, new_cls).capacity, static_cast<uint32_t>(kBurst));
+  // Every class holds objects up to its capacity: what the budget had no
+  // room for came from cold classes' objects.
+  if (room < kBurst * ClassToSize(new_cls)) {
+    EXPECT_GT(Evictions(), evictions_before);
+  }
   EXPECT_LE(CpuCache::StatsOf(id).capacity_bytes, budget);
   for (auto& r : reserve) {
     for (void* p : r) Free(p);
@@ -237,7 +256,9 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
   // With a small budget (the _small_budget targets) classes keep taking
   // capacity from each other, so eviction ran concurrently with everything
   // above.
-  if (GetOptions().per_cpu_cache_bytes <= 128 * 1024) EXPECT_GT(CpuCache::EvictionCount(), 0u);
+  if (GetOptions().per_cpu_cache_bytes <= 128 * 1024) {
+    EXPECT_GT(Evictions(), 0u);
+  }
 }
 
 }  // namespace

@@ -43,13 +43,22 @@ CacheMode ResolveMode(CacheMode wanted) {
   return CacheMode::kCid;
 }
 
-FrontEnd FrontEndFor(CacheMode mode) {
-  if (mode == CacheMode::kCid) return FrontEnd::kMmCid;
-  if (mode == CacheMode::kCpu) return FrontEnd::kCpuId;
-  return FrontEnd::kThreadCache;
-}
+bool PerCpu(CacheMode mode) { return mode == CacheMode::kCpu || mode == CacheMode::kCid; }
+
+// Set once at initialisation: which slow path serves this process.
+bool g_per_cpu = false;
+bool g_thread_caches = false;
 
 bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != CacheMode::kNone; }
+
+// Thread mode serves every call here (the per-CPU slab is never started):
+// the thread's own list, before any of the slow path's bookkeeping.
+[[gnu::always_inline]] inline void* PopThreadCache(uint32_t cls) {
+  return g_thread_caches ? tls_thread_cache->Pop(cls) : nullptr;
+}
+[[gnu::always_inline]] inline bool PushThreadCache(uint32_t cls, void* p) {
+  return g_thread_caches && tls_thread_cache->Push(cls, p);
+}
 
 // Whether this thread's fork handlers took the locks (see PrepareFork).
 __thread bool tls_fork_took_locks __attribute__((tls_model("initial-exec"))) = false;
@@ -118,10 +127,12 @@ void ReturnDeferredFreesIfAny() {
 
 }  // namespace
 
-FrontEnd g_front_end = FrontEnd::kThreadCache;
 // Until initialisation nothing could have been allocated, so any sized free
 // then is of a foreign pointer: check it.
 bool g_check_sized_free = true;
+// Class 0 for every size: the fast path's push fails and the slow path
+// checks (see FreeSized).
+constexpr uint8_t kNoSizedFreeClasses[size_class_internal::kLookupEntries] = {};
 
 void EnsureInitialized() {
   if (__builtin_expect(g_ready.load(std::memory_order_acquire), 1)) return;
@@ -136,8 +147,14 @@ void EnsureInitialized() {
       SetPageHeapFreeCap(options.retained_free_bytes);
       CacheMode mode = ResolveMode(options.cache);
       g_mode.store(mode, std::memory_order_relaxed);
-      g_front_end = FrontEndFor(mode);
+      g_per_cpu = PerCpu(mode);
+      g_thread_caches = mode == CacheMode::kThread;
+      if (g_per_cpu) {
+        CpuCache::Start(mode == CacheMode::kCid ? rseq::IndexMode::kMmCid
+                                                : rseq::IndexMode::kCpuId);
+      }
       g_check_sized_free = options.check_sized_free;
+      if (g_check_sized_free) g_sized_free_classes = kNoSizedFreeClasses;
       g_ready.store(true, std::memory_order_release);
     }
   }
@@ -167,7 +184,8 @@ void ReturnDeferredFrees() {
   }
 }
 
-void* AllocateSmallSlow(uint32_t cls, int fast_id) {
+void* AllocateSmallSlow(uint32_t cls) noexcept {
+  if (void* p = PopThreadCache(cls)) return p;
   if (InsideAllocator()) return AllocateReentered(ClassToSize(cls), 16);
   // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
@@ -178,15 +196,10 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   if (MayShareTlsWithChild()) return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
   // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
   // of memory, which the thread-cache path below finds out again).
-  if (g_front_end == FrontEnd::kMmCid) {
-    p = CpuCache::Refill<rseq::IndexMode::kMmCid>(cls, fast_id);
-  } else if (g_front_end == FrontEnd::kCpuId) {
-    p = CpuCache::Refill<rseq::IndexMode::kCpuId>(cls, fast_id);
-  }
-  if (p != nullptr) return p;
+  if (g_per_cpu && (p = CpuCache::Refill(cls)) != nullptr) return p;
   if (UsesThreadCaches()) {
     if (ThreadCache* cache = ThreadCache::Current()) {
-      void* p = cache->PopInside(cls);  // the fast path may have seen the empty cache
+      void* p = cache->PopInside(cls);  // the quick pop may have seen the empty cache
       if (p == nullptr) p = cache->Refill(cls);
       return p != nullptr ? p : OutOfMemory();
     }
@@ -195,7 +208,7 @@ void* AllocateSmallSlow(uint32_t cls, int fast_id) {
   return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
 }
 
-void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) {
+void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
   if (size > kMaxRequest) return OutOfMemory();
   if (InsideAllocator()) {
     if (zeroed != nullptr) *zeroed = true;  // a fresh mapping of its own
@@ -213,19 +226,18 @@ bool ResizeLargeBlock(void* p, size_t size) {
   return ResizeLargeInPlace(p, size);
 }
 
-void FreeSlow(void* p, uint32_t cls, int fast_id) {
+void FreeSlow(void* p, uint32_t cls) noexcept {
+  bool small = cls - 1 < kNumClasses - 1;
+  if (!small) cls = ClassifyPointer(p);  // the raw byte: large, or not ours
+  if (small && PushThreadCache(cls, p)) return;
   if (InsideAllocator()) return FreeReentered(p, cls);
   PrintPendingStatsReportIfAny();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
-  if (cls - 1 < kNumClasses - 1) {
+  if (small) {
     if (MayShareTlsWithChild()) return InsertBatch(cls, &p, 1);
     // Per-CPU overflow; false when this thread cannot use rseq.
-    if (g_front_end == FrontEnd::kMmCid) {
-      if (CpuCache::Overflow<rseq::IndexMode::kMmCid>(cls, p, fast_id)) return;
-    } else if (g_front_end == FrontEnd::kCpuId) {
-      if (CpuCache::Overflow<rseq::IndexMode::kCpuId>(cls, p, fast_id)) return;
-    }
+    if (g_per_cpu && CpuCache::Overflow(cls, p)) return;
     if (UsesThreadCaches()) {
       if (ThreadCache* cache = ThreadCache::Current()) {
         if (!cache->PushInside(cls, p)) cache->Overflow(cls, p);
@@ -241,13 +253,15 @@ void FreeSlow(void* p, uint32_t cls, int fast_id) {
   ReportInvalidPointer("free(): invalid pointer", p);
 }
 
-void* AllocateAligned(size_t size, size_t align) {
+void* AllocateAligned(size_t size, size_t align) noexcept {
   uint32_t cls = ClassFor(size, align);
   if (cls != 0) return AllocateClass(cls);
   return AllocateLargeSlow(size, align < kPageSize ? kPageSize : align);
 }
 
-// Large blocks, null, and every sized free under RSEQMALLOC_CHECK_SIZED_FREE.
+namespace {
+
+// Every sized free under RSEQMALLOC_CHECK_SIZED_FREE, and null.
 void FreeSizedChecked(void* p, size_t size, size_t align) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) {
@@ -259,7 +273,19 @@ void FreeSizedChecked(void* p, size_t size, size_t align) {
     // does not fit in it, cannot be the block the caller describes.
     return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
   }
-  FreeSlow(p, cls, 0);
+  FreeSlow(p, cls);
+}
+
+}  // namespace
+
+const uint8_t* g_sized_free_classes = size_class_internal::kLookup.data();
+
+// A full class, a large block, a large alignment, null, or checking on.
+void FreeSizedSlow(void* p, size_t size, size_t align) noexcept {
+  if (g_check_sized_free || p == nullptr) return FreeSizedChecked(p, size, align);
+  uint32_t cls = ClassFor(size, align);
+  if (cls == 0) cls = ClassifyPointer(p);  // a large block: the pagemap knows
+  FreeSlow(p, cls);
 }
 
 size_t CheckedUsableSize(const void* p) {

@@ -2,28 +2,30 @@
 //
 // Call tree of allocation:
 //   Allocate(size)
-//     -> size <= kMaxSmallSize: SizeToClass, cache pop       (inline, here)
-//          per-CPU slab pop (rseq, cpu_cache.h), or the thread's free list
-//          -> miss: AllocateSmallSlow(cls)                   (frontend.cc, cold)
-//               -> init on first call, register rseq for the thread, grow
-//                  the class's capacity, refill a batch from the transfer
-//                  cache (central_heap.h); thread cache without rseq
-//     -> larger: AllocateLarge (page heap)                   (frontend.cc, cold)
+//     -> size <= kMaxSmallSize: SizeToClass, one rseq pop      (inline, here)
+//          -> miss: AllocateSmallSlow(cls)                     (frontend.cc, cold)
+//               -> init on first call; per-CPU refill (cpu_cache.h):
+//                  register the thread's rseq area, grow the class, a
+//                  batch from the transfer cache; or the thread's cache
+//                  (thread mode, no rseq); or the transfer cache (none)
+//     -> larger: AllocateLargeSlow (page heap)                 (frontend.cc, cold)
 // and of free:
-//   Free(p) -> ClassifyPointer (pagemap) -> cache push       (inline, here)
-//          -> full / not small / invalid: FreeSlow           (frontend.cc, cold)
+//   Free(p) -> ClassifyPointer (pagemap) -> one rseq push      (inline, here)
+//          -> full / not small / invalid: FreeSlow             (frontend.cc, cold)
 //
-// The fast path is valid in every state of the process and thread, because
-// every state it cannot serve looks like a miss:
-//  * before initialisation g_front_end is kThreadCache and the thread's
-//    cache pointer designates a shared empty cache (no objects, capacity 0);
-//    the same holds while a thread sets itself up, after it exited, and in
-//    RSEQMALLOC_CACHE=none;
-//  * in per-CPU modes, a thread without a registered rseq area reads a
-//    negative id, and an id's untouched (or drained) class header is 0, so
-//    the rseq pop misses and the push overflows;
-// and the slow path sorts out which of those cases it is. g_front_end is
-// written once, at initialisation, so its branch is always predicted.
+// The fast paths are the same in every mode and state: one rseq section of
+// g_cpu_slab, whose hit falls through and whose miss jumps to the slow path.
+// They are valid whatever the state, because every state they cannot serve
+// makes the section miss:
+//  * before initialisation, and in `thread` and `none` modes, the slab is
+//    not started: its sections read an rseq area nobody registers, whose
+//    cpu_id is negative;
+//  * in per-CPU modes, a thread without a registered rseq area (or a vfork
+//    child, shared_tls_child.h) reads a negative cpu_id too;
+//  * a class with no capacity on the id has header 0 (pop finds the 0 below
+//    the region, push finds current >= end);
+// and the slow path sorts out which case it is. No test of the mode, no
+// counter, no stack frame on a hit.
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_FRONTEND_H_
 #define RSEQMALLOC_ALLOCATOR_FRONTEND_FRONTEND_H_
 
@@ -37,28 +39,18 @@
 
 namespace rseqmalloc::internal {
 
-// `fast_id`: what the per-CPU fast path reported (0 in thread mode).
-[[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls, int fast_id);
+[[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls) noexcept;
 // *zeroed (when not null): whether the block is known to read as zero.
 [[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align,
-                                                     bool* zeroed = nullptr);
-[[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls, int fast_id);
+                                                     bool* zeroed = nullptr) noexcept;
+[[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls) noexcept;
 
-enum class FrontEnd : uint8_t { kThreadCache, kCpuId, kMmCid };
-extern FrontEnd g_front_end;
-
+// One rseq pop; everything else -- a miss, a thread cache, no cache, not
+// initialised -- is AllocateSmallSlow's.
 [[gnu::always_inline]] inline void* AllocateClass(uint32_t cls) {
-  void* p;
-  int id = 0;
-  if (g_front_end == FrontEnd::kMmCid) {
-    p = CpuCache::Pop<rseq::IndexMode::kMmCid>(cls, &id);
-  } else if (g_front_end == FrontEnd::kCpuId) {
-    p = CpuCache::Pop<rseq::IndexMode::kCpuId>(cls, &id);
-  } else {
-    p = tls_thread_cache->Pop(cls);
-  }
-  if (__builtin_expect(p != nullptr, 1)) return p;
-  return AllocateSmallSlow(cls, id);
+  return g_cpu_slab.Pop(cls, [cls]() __attribute__((always_inline)) {
+    return AllocateSmallSlow(cls);
+  });
 }
 
 // Returns a block of at least `size` bytes aligned to 16, or nullptr with
@@ -77,42 +69,46 @@ inline uint32_t ClassFor(size_t size, size_t align) {
 }
 
 // `align` is a power of two. nullptr with errno = ENOMEM on failure.
-void* AllocateAligned(size_t size, size_t align);
+void* AllocateAligned(size_t size, size_t align) noexcept;
 
+// One rseq push; a full class and everything else go to FreeSlow.
 [[gnu::always_inline]] inline void FreeSmall(void* p, uint32_t cls) {
-  bool done;
-  int id = 0;
-  if (g_front_end == FrontEnd::kMmCid) {
-    done = CpuCache::Push<rseq::IndexMode::kMmCid>(cls, p, &id);
-  } else if (g_front_end == FrontEnd::kCpuId) {
-    done = CpuCache::Push<rseq::IndexMode::kCpuId>(cls, p, &id);
-  } else {
-    done = tls_thread_cache->Push(cls, p);
-  }
-  if (__builtin_expect(done, 1)) return;
-  FreeSlow(p, cls, id);
+  g_cpu_slab.Push(cls, p, [p, cls]() __attribute__((always_inline)) { FreeSlow(p, cls); });
 }
 
-// Any pointer: null is a no-op; a pointer we do not own is reported.
+// Any pointer: null is a no-op; a pointer we do not own is reported. The
+// pagemap's raw class byte goes straight to the push: the values that are
+// not small classes (0, kLargeClass, kNotOurs) have no capacity on any id
+// (cpu_cache.cc), so their push fails and FreeSlow classifies the pointer.
 [[gnu::always_inline]] inline void Free(void* p) {
-  uint32_t cls = ClassifyPointer(p);
-  if (__builtin_expect(cls - 1 < kNumClasses - 1, 1)) return FreeSmall(p, cls);
-  FreeSlow(p, cls, 0);
+  FreeSmall(p, g_pagemap.ClassOfAddress(reinterpret_cast<uintptr_t>(p)));
 }
-
-[[gnu::noinline, gnu::cold]] void FreeSizedChecked(void* p, size_t size, size_t align);
-extern bool g_check_sized_free;
 
 // free_sized / sized delete: `size` is what was asked for. The class comes
 // from the size alone, with no pagemap lookup (a wrong size is the caller's
-// undefined behaviour, as in tcmalloc); RSEQMALLOC_CHECK_SIZED_FREE=1 checks
-// it against the pagemap instead and reports a mismatch.
-inline void FreeSized(void* p, size_t size, size_t align) {
-  if (__builtin_expect(p != nullptr && !g_check_sized_free, 1)) {
-    uint32_t cls = ClassFor(size, align);
-    if (__builtin_expect(cls != 0, 1)) return FreeSmall(p, cls);
+// undefined behaviour, as in tcmalloc), through g_sized_free_classes: the
+// size-class table, or with RSEQMALLOC_CHECK_SIZED_FREE=1 a table of class
+// 0, which no id ever has capacity for, so that every sized free goes to
+// FreeSizedSlow and is checked against the pagemap there. Either way the
+// fast path has no test of the mode.
+extern const uint8_t* g_sized_free_classes;
+[[gnu::noinline, gnu::cold]] void FreeSizedSlow(void* p, size_t size, size_t align) noexcept;
+
+[[gnu::always_inline]] inline void FreeSized(void* p, size_t size) {
+  if (__builtin_expect(p != nullptr && size <= kMaxSmallSize, 1)) {
+    uint32_t cls = g_sized_free_classes[size_class_internal::LookupIndex(size)];
+    return g_cpu_slab.Push(cls, p, [p, size]() __attribute__((always_inline)) {
+      FreeSizedSlow(p, size, 0);
+    });
   }
-  FreeSizedChecked(p, size, align);
+  FreeSizedSlow(p, size, 0);
+}
+
+// With an alignment (aligned sized delete, free_aligned_sized): the
+// common alignments are the plain case; larger ones are rare.
+[[gnu::always_inline]] inline void FreeSizedAligned(void* p, size_t size, size_t align) {
+  if (__builtin_expect(align <= 16, 1)) return FreeSized(p, size);
+  FreeSizedSlow(p, size, align);
 }
 
 // Gives the central heap what re-entered frees deferred (reentrant_blocks.h).

@@ -98,13 +98,14 @@ namespace {
 void PrintClassSection(const CentralStats& central, int fd) {
   LogLine line;
   line.Str("  per size class (\"out\": held by the program or a front-end cache):\n").Flush(fd);
-  line.Str("    class     size    slabs     out  transfer  central\n").Flush(fd);
+  line.Str("    class     size    slabs     out  transfer  central  cpu misses\n").Flush(fd);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     const CentralClassStats& c = central.per_class[cls];
     if (c.spans == 0 && c.transfer_objects == 0) continue;
     line.Str("    ").PaddedDec(cls, 5).PaddedDec(c.size, 9).PaddedDec(c.spans, 9)
         .PaddedDec(c.in_use_objects, 8).PaddedDec(c.transfer_objects, 10)
-        .PaddedDec(c.central_free_objects, 9).Str("\n").Flush(fd);
+        .PaddedDec(c.central_free_objects, 9).PaddedDec(CpuCache::ClassMisses(cls), 12)
+        .Str("\n").Flush(fd);
   }
 }
 
@@ -128,8 +129,9 @@ void PrintCpuSection(int fd) {
     CpuCache::IdStats s = CpuCache::StatsOf(id);
     if (!s.used) continue;
     line.Str("    id ").Dec(static_cast<uint64_t>(id)).Str(": cached ").Dec(s.cached_bytes)
-        .Str(" of capacity ").Dec(s.capacity_bytes).Str(" bytes, ").Dec(s.misses)
-        .Str(" misses\n").Flush(fd);
+        .Str(" of capacity ").Dec(s.capacity_bytes).Str(" bytes; misses: ").Dec(s.underflows)
+        .Str(" empty, ").Dec(s.overflows).Str(" full; capacity taken: ").Dec(s.steals)
+        .Str(" unused, ").Dec(s.evictions).Str(" evicted\n").Flush(fd);
   }
 }
 
@@ -163,11 +165,17 @@ void PrintStatsReport(int fd) {
   Line(line, "resident (RSS)", s.resident_bytes, fd);
   line.Str("    (total mapped is address space; pages never touched or returned to the OS\n"
            "     are not resident, the program's stacks, code and libraries are)\n").Flush(fd);
-  uint64_t calls = s.front_end_hits + s.front_end_misses;
-  line.Str("  front-end hit rate          ")
-      .Fixed(calls == 0 ? 0 : s.front_end_hits * 10000 / calls, 2)
-      .Str(" % (").Dec(s.front_end_hits).Str(" hits, ").Dec(s.front_end_misses)
-      .Str(" misses)\n").Flush(fd);
+  if (s.front_end_hits != 0) {
+    uint64_t calls = s.front_end_hits + s.front_end_misses;
+    line.Str("  front-end hit rate          ")
+        .Fixed(calls == 0 ? 0 : s.front_end_hits * 10000 / calls, 2)
+        .Str(" % (").Dec(s.front_end_hits).Str(" hits, ").Dec(s.front_end_misses)
+        .Str(" misses)\n").Flush(fd);
+  } else {
+    // Per-CPU caches count no hits: a counter would cost every fast path.
+    line.Str("  front-end misses            ").Dec(s.front_end_misses)
+        .Str(" (per-CPU caches count misses only)\n").Flush(fd);
+  }
   line.Str("  rseq restarts               ").Dec(s.rseq_restarts).Str("\n").Flush(fd);
   line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
       .Flush(fd);

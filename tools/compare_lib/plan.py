@@ -121,6 +121,12 @@ WORKLOADS = [
     Workload("size_mix", "32 live blocks per thread, one size distribution",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
              sizes=["64", "bimodal", "16-16K"], quick_sizes=["16-16K"]),
+] + [
+    Workload("batch_%d" % k, "each thread allocates %d blocks of 64 B, then frees them" % k,
+             "ops_per_sec", True, ["--ms", "300", "--count", str(k)],
+             ["--ms", "100", "--count", str(k)], binary="batch")
+    for k in (100, 1000, 10000)
+] + [
     Workload("memory_64threads", "64 threads churning 2000 small objects each; peak RSS",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
              threads=lambda t: 64),
