@@ -66,10 +66,10 @@ while (($#)); do
       prefix=$2; shift ;;
     --prefix=*) prefix=${1#--prefix=}
       [[ -n "$prefix" ]] || die "--prefix needs a folder" ;;
-    --libdir) (($# >= 2)) && [[ -n "$2" ]] || die "--libdir needs a folder under the prefix"
+    --libdir) [[ $# -ge 2 && -n "${2:-}" ]] || die "--libdir needs a folder under the prefix"
       libdir=$2; shift ;;
     --libdir=*) libdir=${1#--libdir=} ;;
-    --destdir) (($# >= 2)) && [[ -n "$2" ]] || die "--destdir needs a folder"
+    --destdir) [[ $# -ge 2 && -n "${2:-}" ]] || die "--destdir needs a folder"
       destdir=$2; shift ;;
     --destdir=*) destdir=${1#--destdir=} ;;
     --no-build) build=0 ;;

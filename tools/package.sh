@@ -38,7 +38,7 @@ declare -a install_args=()
 while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
-    --out) (($# >= 2)) && [[ -n "$2" ]] || die "--out needs a folder"
+    --out) [[ $# -ge 2 && -n "${2:-}" ]] || die "--out needs a folder"
       out=$2; shift ;;
     --out=*) out=${1#--out=} ;;
     --no-build) install_args+=(--no-build) ;;

@@ -12,8 +12,8 @@
 set -euo pipefail
 
 PACKAGES=(
-  # build
-  bazel-bootstrap bazel-rules-java g++ clang libclang-rt-14-dev pkg-config
+  # build, and the Debian package (dpkg-shlibdeps; strip is binutils')
+  bazel-bootstrap bazel-rules-java g++ clang libclang-rt-14-dev pkg-config dpkg-dev binutils
   # third-party C++ libraries used by tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
   # peer allocators for the comparison

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2015  # "a && b || fail" is meant
 # tools/compare's command line: every bad option is one line and exit 2
 # (before anything is installed or built); --help documents --env and one
 # --quick duration; and a --no-build run of two real programs writes only the

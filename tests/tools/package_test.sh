@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck disable=SC2016  # $LD_PRELOAD in single quotes is for the child shell
+# shellcheck disable=SC2015,SC2016  # "a && b || fail" is meant; $LD_PRELOAD is for the child shell
 # tools/package.sh --no-build from the built files, then what a user does
 # with the package, in a scratch root instead of /: its name, control
 # fields and contents; dpkg-deb -x; the wrapper from there preloads the

@@ -162,6 +162,8 @@ def prepare(case, ctx, timeout):
     """Writes the program's inputs and takes its reference output (no
     preload). Sets case.problem when it cannot run."""
     missing = [b for b in case.program.binaries if not find_binary(b)]
+    if case.program.driver == "process" and not os.access(TIME, os.X_OK):
+        missing.append(TIME)
     if missing:
         case.problem = "needs %s (tools/setup.sh installs it)" % ", ".join(missing)
         return

@@ -55,26 +55,26 @@ PROGRAMS = [
     Program("redis", "redis-server on 127.0.0.1, driven by redis-benchmark (pipelined, "
             "random keys; strings, lists, sets, hashes, sorted sets); requests/s, then a "
             "checked session", "ops_per_sec", ["redis-server", "redis-benchmark"],
-            scale=30000, quick_scale=6000,
+            scale=20000, quick_scale=5000,
             prepare=lambda work, scale: program_inputs.redis_session(work, max(200, scale // 8)),
             driver="redis", own_allocator="libjemalloc"),
     Program("sqlite3", "sqlite3 shell: generated INSERTs in transactions, indexes, joins, "
             "window function, updates, VACUUM, integrity check", "seconds", ["sqlite3"],
-            scale=200000, quick_scale=40000, prepare=program_inputs.sqlite_load,
+            scale=150000, quick_scale=40000, prepare=program_inputs.sqlite_load,
             command=["sqlite3", "-bail", "{run}/db.sqlite", ".read {work}/load.sql"]),
     Program("python3", "python3 with PYTHONMALLOC=malloc: records, JSON round trips, "
             "sorting, grouping, object trees, freeing half", "seconds", ["python3"],
-            scale=20000, quick_scale=5000, prepare=None,
+            scale=15000, quick_scale=4000, prepare=None,
             command=["python3", "{scripts}/objects.py", "{scale}"],
             env={"PYTHONMALLOC": "malloc", "PYTHONHASHSEED": "0"}),
     Program("g++", "parallel build (make -j, one job per core) of generated C++ files "
             "with templates and std containers; objects checked byte for byte", "seconds",
-            ["make", "g++"], scale=4, quick_scale=1, prepare=program_inputs.cxx_sources,
+            ["make", "g++"], scale=3, quick_scale=1, prepare=program_inputs.cxx_sources,
             command=["make", "-s", "-j{jobs}", "-f", "{work}/Makefile"],
             verify=[["./prog"], ["sh", "-c", "sha256sum *.o prog"]], label="g++ -j{jobs}"),
     Program("perl", "perl parsing a generated access log into hashes of arrays, regex "
             "rewrites, custom sorts, long joined strings", "seconds", ["perl"],
-            scale=150000, quick_scale=30000, prepare=program_inputs.perl_log,
+            scale=120000, quick_scale=30000, prepare=program_inputs.perl_log,
             command=["perl", "{scripts}/logs.pl", "{work}/access.log"],
             env={"PERL_HASH_SEED": "0", "PERL_PERTURB_KEYS": "0"}),
 ]
@@ -94,6 +94,7 @@ class ProgramCase:
         self.threads = jobs if "{jobs}" in program.label else None
         self.expected = None  # the reference run's output
         self.problem = None   # why the program cannot run at all
+        self.reference_log = ""  # what a failed reference run printed
 
     @property
     def label(self):
