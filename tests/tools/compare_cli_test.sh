@@ -2,13 +2,14 @@
 # shellcheck disable=SC2015  # "a && b || fail" is meant
 # tools/compare's command line: every bad option is one line and exit 2
 # (before anything is installed or built); --help documents --env and one
-# --quick duration; and a --no-build run of two real programs writes only the
+# --quick duration, the README's; and a --no-build run of two real programs writes only the
 # report to stdout, with an allocator's --env variable in that allocator's
 # runs only.
 set -uo pipefail
 
 COMPARE=$1  # runfiles path: tools/compare finds compare_lib beside it
 LIB=$(readlink -f "$2")
+README=$3
 TMP=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 
@@ -52,6 +53,8 @@ quick=$(grep -o -- "--quick about [^(]*[^( ]" <<<"$help" | head -1)
 quick_opt=$(tr -s ' \n' ' ' <<<"$help" | grep -o "repetitions (about [^)]*)" | head -1)
 [[ $quick_opt == "repetitions (${quick#--quick })" ]] ||
   fail "--help gives two --quick durations: '$quick' and '$quick_opt'"
+grep -qF -- "--quick: ${quick#--quick }" "$README" ||
+  fail "README states another --quick duration than --help's '${quick#--quick }'"
 
 # A real run without bazel: the library where --no-build looks for it.
 OUT=$TMP/results
