@@ -29,7 +29,8 @@ install_it() {
 }
 install_it || { cat "$TMP/install.log" >&2; echo "FAIL: install" >&2; exit 1; }
 for f in lib/librseqmalloc.so lib/librseqmalloc.a include/rseqmalloc.h \
-  lib/pkgconfig/rseqmalloc.pc lib/pkgconfig/rseqmalloc-static.pc bin/rseqmalloc; do
+  lib/pkgconfig/rseqmalloc.pc lib/pkgconfig/rseqmalloc-static.pc bin/rseqmalloc \
+  share/man/man1/rseqmalloc.1; do
   [[ -f "$P/$f" ]] || fail "not installed: $f"
 done
 [[ -x "$P/bin/rseqmalloc" ]] || fail "wrapper not executable"
@@ -44,6 +45,23 @@ cmp -s "$TMP/first" "$TMP/second" || fail "second install changed the prefix: $(
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
 pkg-config --exists rseqmalloc || fail "pkg-config does not find rseqmalloc"
 [[ $(pkg-config --variable=prefix rseqmalloc) == "$P" ]] || fail "prefix in .pc"
+version=$(sed -n 's/^#define RSEQMALLOC_VERSION "\(.*\)"$/\1/p' "$HEADER")
+[[ -n $version && $(pkg-config --modversion rseqmalloc) == "$version" ]] ||
+  fail ".pc version $(pkg-config --modversion rseqmalloc), header says '$version'"
+
+# --destdir stages for packaging: files under ROOT, paths in them without it.
+"$INSTALL" --prefix /usr --libdir lib/x86_64-linux-gnu --destdir "$TMP/stage" --no-build \
+  --from "$SO" --from "$ARCHIVE" --from "$HEADER" --from "$WRAPPER" >"$TMP/stage.log" 2>&1 ||
+  fail "--destdir install: $(cat "$TMP/stage.log")"
+pc_file=$TMP/stage/usr/lib/x86_64-linux-gnu/pkgconfig/rseqmalloc.pc
+grep -qx 'prefix=/usr' "$pc_file" || fail "staged .pc does not say prefix=/usr"
+grep -qx 'libdir=${prefix}/lib/x86_64-linux-gnu' "$pc_file" || fail "staged .pc libdir"
+grep -q 'rpath' "$pc_file" && fail "a runpath to a folder the loader searches anyway"
+[[ -f $TMP/stage/usr/lib/x86_64-linux-gnu/librseqmalloc.so && ! -e $TMP/stage/usr/lib/librseqmalloc.so ]] ||
+  fail "--libdir not honoured"
+rc=0
+"$INSTALL" --prefix usr --destdir "$TMP/stage2" --no-build --from "$SO" >/dev/null 2>"$TMP/err" || rc=$?
+[[ $rc -eq 2 ]] && grep -q 'must be absolute' "$TMP/err" || fail "relative prefix with --destdir: $rc"
 
 cat >"$TMP/check.c" <<'C'
 #include <stdio.h>

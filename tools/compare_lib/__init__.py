@@ -1,1 +1,3 @@
-"""Helpers of tools/compare: what to run (plan) and how to report it (report)."""
+"""Helpers of tools/compare: what to run (plan: workloads; programs: real
+programs; allocators: the list and --env), how to run it (runner,
+program_runner, redis_driver), and how to report it (report, chart)."""

@@ -1,58 +1,11 @@
-"""What tools/compare runs: the allocators, the workloads and their cases.
+"""What tools/compare runs: the synthetic workloads of bench/ and their cases.
 
 A case is one workload program with one set of arguments (thread count, size,
-duration). Every case runs under every allocator, several times.
+duration). Every case runs under every allocator, several times. The
+allocators are in allocators.py, the real programs in programs.py.
 """
 
 import os
-
-LIBDIR = "/usr/lib/x86_64-linux-gnu"
-
-# name -> (label, preload path or None for glibc, Debian package, file-name
-# prefix the workload must report in malloc_libs to prove the preload worked).
-# Only gperftools' tcmalloc is packaged for Debian, so it is always labelled
-# as such; Google's tcmalloc is a different allocator.
-PEERS = {
-    "glibc": ("glibc", None, "libc6", None),
-    "jemalloc": ("jemalloc", LIBDIR + "/libjemalloc.so.2", "libjemalloc2", "libjemalloc"),
-    "tcmalloc": ("tcmalloc (gperftools)", LIBDIR + "/libtcmalloc_minimal.so.4",
-                 "libtcmalloc-minimal4", "libtcmalloc"),
-    "mimalloc": ("mimalloc", LIBDIR + "/libmimalloc.so.2", "libmimalloc2.0", "libmimalloc"),
-}
-OURS = "rseqmalloc"
-ALL_ALLOCATORS = list(PEERS) + [OURS]
-
-
-class Allocator:
-    def __init__(self, name, label, path, expect, peer):
-        self.name = name
-        self.label = label
-        self.path = path        # None: no preload (glibc)
-        self.expect = expect    # malloc_libs must contain a file starting so
-        self.peer = peer        # peers set the "best peer" reference
-        self.problem = None     # why it cannot run, when it cannot
-
-    def check(self):
-        if self.path is not None and not os.path.isfile(self.path):
-            self.problem = self.problem or "library not found: " + self.path
-        return self.problem is None
-
-
-def make_allocator(spec, ours_path, ours_problem):
-    """spec: a known name, or NAME=/path/to/lib.so for anything else."""
-    if "=" in spec:
-        name, path = spec.split("=", 1)
-        base = os.path.basename(path).split(".so")[0]
-        return Allocator(name, name, os.path.abspath(path), base, peer=False)
-    if spec == OURS:
-        a = Allocator(OURS, OURS, ours_path, "librseqmalloc", peer=False)
-        a.problem = ours_problem
-        return a
-    if spec in PEERS:
-        label, path, _, expect = PEERS[spec]
-        return Allocator(spec, label, path, expect, peer=True)
-    raise ValueError("unknown allocator '%s' (known: %s, or NAME=/path/lib.so)"
-                     % (spec, ", ".join(ALL_ALLOCATORS)))
 
 
 class Workload:
@@ -137,6 +90,8 @@ BINARIES = sorted({w.binary for w in WORKLOADS})
 
 
 class Case:
+    kind = "workload"
+
     def __init__(self, workload, threads, size, args):
         self.workload = workload
         self.threads = threads
