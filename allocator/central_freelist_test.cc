@@ -87,12 +87,16 @@ INSTANTIATE_TEST_SUITE_P(Classes, CentralFreeListTest,
 
 TEST(CentralFreeList, FreshSlabIsCarvedLazily) {
   static CentralFreeList list;
-  uint32_t cls = SizeToClass(2048);
+  // The class of small objects with the most pages per span.
+  uint32_t cls = 1;
+  for (uint32_t c = 1; ClassToSize(c) <= kPageSize; ++c) {
+    if (ClassToPages(c) > ClassToPages(cls)) cls = c;
+  }
   list.Init(cls, &g_heap);
-  ASSERT_GE(ClassToPages(cls), 4u);
+  ASSERT_GE(ClassToPages(cls), 2u);
   void* p;
   ASSERT_EQ(list.RemoveRange(&p, 1), 1);
-  memset(p, 1, 2048);
+  memset(p, 1, ClassToSize(cls));
   Span* span = g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift);
   ASSERT_NE(span, nullptr);
   EXPECT_EQ(span->carved, 1u);

@@ -112,6 +112,33 @@ void ReleaseFreeMemory() {
 
 void SetPageHeapFreeCap(size_t bytes) { g_page_heap.SetFreeCap(bytes); }
 size_t PageHeapFreeCap() { return g_page_heap.free_cap(); }
+void SetPageHeapReleaseDelay(uint64_t ns) { g_page_heap.SetReleaseDelay(ns); }
+uint64_t PageHeapReleaseDelay() { return g_page_heap.release_delay(); }
+void UseHugePages(bool on) { SystemUseHugePages(on); }
+
+uint64_t ReleaseExpiredPages(uint64_t* released) { return g_page_heap.ReleaseExpired(released); }
+uint64_t NextPageReleaseDeadline() { return g_page_heap.next_release_deadline(); }
+uint64_t PagesWaitingForReleaseBytes() { return g_page_heap.waiting_bytes(); }
+void SetBackgroundPageRelease(bool on) { g_page_heap.SetBackgroundSweeps(on); }
+void SetPageReleaseDeadlineHook(void (*hook)()) { g_page_heap.SetDeadlineHook(hook); }
+
+uint64_t TransferCacheObjects() {
+  InitCentralHeap();
+  uint64_t objects = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    TransferCacheStats t;
+    g_transfer[cls].GetStats(&t);
+    objects += t.objects;
+  }
+  return objects;
+}
+
+uint64_t ReturnIdleTransferObjects() {
+  InitCentralHeap();
+  uint64_t moved = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) moved += g_transfer[cls].ReturnIdle();
+  return moved;
+}
 
 void GetCentralStats(CentralStats* out) {
   InitCentralHeap();
@@ -161,6 +188,12 @@ void GetCentralStats(CentralStats* out) {
   out->page_heap_free_bytes = ph.free_backed_bytes;
   out->page_heap_returned_bytes = ph.free_returned_bytes;
   out->page_heap_free_cap_bytes = g_page_heap.free_cap();
+  out->page_heap_release_delay_ns = g_page_heap.release_delay();
+  out->page_heap_next_release_ns = ph.next_release_ns;
+  out->released_expired_bytes = ph.released_expired_bytes;
+  out->released_growth_bytes = ph.released_growth_bytes;
+  out->released_cap_bytes = ph.released_cap_bytes;
+  out->released_trim_bytes = ph.released_trim_bytes;
   out->free_spans = ph.free_spans;
   out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();
   out->spans_metadata = arena.spans_in_use;
@@ -175,7 +208,8 @@ void LockAllForFork() {
   SystemLockForFork();
 }
 
-void UnlockAllAfterFork() {
+void UnlockAllAfterFork(bool child) {
+  if (child) g_page_heap.ReclaimReleasingLocked();
   SystemUnlockAfterFork();
   ArenaUnlockAfterFork();
   g_page_heap.Unlock();

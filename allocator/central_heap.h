@@ -83,16 +83,42 @@ size_t UsableSize(const void* p);
 // malloc_trim(0): drains the transfer caches and returns every free page.
 void ReleaseFreeMemory();
 
-// Release threshold for free resident pages (see page_heap.h); default 16 MiB.
+// Release policy of the page heap (see page_heap.h): the cap on free
+// resident pages (default 1 GiB) and the delay after which a free page goes
+// back to the OS (default 5 s; 0 = at once).
 void SetPageHeapFreeCap(size_t bytes);
 size_t PageHeapFreeCap();
+void SetPageHeapReleaseDelay(uint64_t ns);
+uint64_t PageHeapReleaseDelay();
+// Heap memory asks for transparent huge pages (system.h).
+void UseHugePages(bool on);
+
+// For the maintenance thread: sweeps what is due and returns the next
+// deadline (UINT64_MAX when nothing waits), adding the bytes released to
+// *released; the lock-free deadline and the bytes waiting for it; whether
+// New / Delete should leave on-time sweeps to that thread.
+uint64_t ReleaseExpiredPages(uint64_t* released);
+uint64_t NextPageReleaseDeadline();
+uint64_t PagesWaitingForReleaseBytes();
+void SetBackgroundPageRelease(bool on);
+// Runs (without locks) when a free gives the page heap a deadline again.
+void SetPageReleaseDeadlineHook(void (*hook)());
+// Objects in every transfer cache (takes each cache's lock in turn).
+uint64_t TransferCacheObjects();
+
+// Hands objects no CPU asked for back to the central free lists: each
+// transfer cache gives up what it held all through the last interval (its
+// low-water mark), so an idle cache empties in two passes. Returns the
+// objects moved.
+uint64_t ReturnIdleTransferObjects();
 
 void GetCentralStats(CentralStats* out);
 
 // pthread_atfork handlers: prepare takes every central lock in the order
-// above; parent and child both release them.
+// above; parent and child both release them, the child after taking back
+// the pages a vanished thread was returning to the OS.
 void LockAllForFork();
-void UnlockAllAfterFork();
+void UnlockAllAfterFork(bool child);
 
 }  // namespace rseqmalloc::internal
 

@@ -45,7 +45,13 @@ struct CentralStats {
   uint64_t large_in_use_bytes;        // large allocations (whole pages)
   uint64_t page_heap_free_bytes;      // free, possibly resident
   uint64_t page_heap_returned_bytes;  // free, returned to the OS / untouched
-  uint64_t page_heap_free_cap_bytes;  // release threshold in force
+  uint64_t page_heap_free_cap_bytes;  // cap on free backed bytes in force
+  uint64_t page_heap_release_delay_ns;   // free backed pages older than this go back
+  uint64_t page_heap_next_release_ns;    // monotonic deadline of the oldest (or UINT64_MAX)
+  uint64_t released_expired_bytes;       // of system_released_bytes_total: aged out,
+  uint64_t released_growth_bytes;        //   made room for fresh pages,
+  uint64_t released_cap_bytes;           //   over the cap,
+  uint64_t released_trim_bytes;          //   malloc_trim / ReleaseFreeMemory
   uint64_t free_spans;
 
   // Small objects, summed over classes.

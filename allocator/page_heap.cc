@@ -17,18 +17,39 @@ size_t RoundUp(size_t n, size_t align) { return (n + align - 1) / align * align;
 Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
   if (n == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0) return nullptr;
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
-  SpinLockHolder h(&lock_);
-  if (align_pages > 1) return NewAligned(n, cls, align_pages);
-  Span* span = FindFree(n);
-  if (span == nullptr) {
-    if (!Grow(n)) return nullptr;
-    span = FindFree(n);
-    if (span == nullptr) return nullptr;
+  size_t need = align_pages > 1 ? n + align_pages - 1 : n;
+  bool released_for_growth = false;
+  for (;;) {
+    uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
+    bool no_fit = false;
+    bool sweep = false;
+    ReleaseGoal goal;
+    lock_.Lock();
+    Span* span = TryNewLocked(n, cls, align_pages, &no_fit);
+    bool long_backed = !long_backed_.empty();
+    if (span != nullptr && now != 0 && WantsSweepLocked(now)) {
+      sweep = true;
+      goal = SweepGoalLocked(now);
+    }
+    lock_.Unlock();
+    if (span != nullptr) {
+      if (sweep) Release(goal);
+      return span;
+    }
+    if (!no_fit) return nullptr;  // metadata exhausted
+    if (!released_for_growth && long_backed) {
+      // No free span fits: before fresh pages are touched, as many pages of
+      // the oldest long backed runs go back (they could not serve this).
+      released_for_growth = true;
+      ReleaseGoal growth;
+      growth.min_pages = need;
+      growth.long_only = true;
+      growth.cause = Cause::kGrowth;
+      Release(growth);
+      continue;  // released runs may coalesce into a fit
+    }
+    if (!GrowUnlocked(need)) return nullptr;
   }
-  span = Carve(span, n);
-  if (span == nullptr) return nullptr;
-  Register(span, cls);
-  return span;
 }
 
 // An aligned run is looked for inside every free span, not only in spans
@@ -36,61 +57,79 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
 // posix_memalign(1 GiB) + free leaves its freed page between two pieces of
 // another state, and asking for a fresh GiB each time mapped 1 GiB per
 // iteration.
-Span* PageHeap::NewAligned(size_t n, uint32_t cls, size_t align_pages) {
+Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* no_fit) {
   uintptr_t first = 0;
-  Span* span = FindFreeAligned(n, align_pages, &first);
+  Span* span = align_pages > 1 ? FindFreeAligned(n, align_pages, &first) : FindFree(n);
   if (span == nullptr) {
-    if (!Grow(n + align_pages - 1)) return nullptr;
-    span = FindFreeAligned(n, align_pages, &first);
+    *no_fit = true;
+    return nullptr;
+  }
+  if (align_pages > 1) {
+    span = Carve(span, span->num_pages);
+    if (span == nullptr || !TrimTo(span, first, n)) return nullptr;
+  } else {
+    span = Carve(span, n);
     if (span == nullptr) return nullptr;
   }
-  span = Carve(span, span->num_pages);
-  if (span == nullptr || !TrimTo(span, first, n)) return nullptr;
   Register(span, cls);
   return span;
 }
 
 void PageHeap::Delete(Span* span) {
-  SpinLockHolder h(&lock_);
-  if (span->owner != this || span->location != SpanLocation::kInUse) {
-    Crash("PageHeap::Delete of a span that is not in use in this heap");
+  uint64_t now = Now();
+  bool sweep;
+  bool appeared;
+  ReleaseGoal goal;
+  {
+    SpinLockHolder h(&lock_);
+    if (span->owner != this || span->location != SpanLocation::kInUse) {
+      Crash("PageHeap::Delete of a span that is not in use in this heap");
+    }
+    if (span->size_class == kLargeClass) {
+      g_pagemap.SetClass(span->first_page, 0);
+      large_pages_ -= span->num_pages;
+    } else {
+      for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) g_pagemap.SetClass(p, 0);
+      small_pages_ -= span->num_pages;
+    }
+    span->size_class = 0;
+    span->freelist = nullptr;
+    span->location = SpanLocation::kFreeBacked;
+    span->free_since_ns = now;
+    MergeAndInsert(span);
+    sweep = WantsSweepLocked(now);
+    if (sweep) goal = SweepGoalLocked(now);
+    appeared = TakeDeadlineAppearedLocked();
   }
-  if (span->size_class == kLargeClass) {
-    g_pagemap.SetClass(span->first_page, 0);
-    large_pages_ -= span->num_pages;
-  } else {
-    for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) g_pagemap.SetClass(p, 0);
-    small_pages_ -= span->num_pages;
-  }
-  span->size_class = 0;
-  span->freelist = nullptr;
-  span->location = SpanLocation::kFreeBacked;
-  MergeAndInsert(span);
-  EnforceCap();
+  if (sweep) Release(goal);
+  RunDeadlineHook(appeared);
 }
 
 bool PageHeap::ResizeLarge(Span* span, size_t n) {
   if (n == 0 || n > kMaxRequestPages) return false;
+  if (n < span->num_pages) {
+    // Shrinking frees a tail: stamp it, and sweep afterwards like Delete.
+    uint64_t now = Now();
+    bool sweep;
+    bool appeared;
+    ReleaseGoal goal;
+    {
+      SpinLockHolder h(&lock_);
+      if (!ShrinkLargeLocked(span, n, now)) return false;
+      sweep = WantsSweepLocked(now);
+      if (sweep) goal = SweepGoalLocked(now);
+      appeared = TakeDeadlineAppearedLocked();
+    }
+    if (sweep) Release(goal);
+    RunDeadlineHook(appeared);
+    return true;
+  }
   SpinLockHolder h(&lock_);
   if (span->owner != this || span->location != SpanLocation::kInUse ||
       span->size_class != kLargeClass) {
     Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
   }
   if (n == span->num_pages) return true;
-  if (n < span->num_pages) {
-    Span* tail = NewSpan();
-    if (tail == nullptr) return false;
-    tail->owner = this;
-    tail->first_page = span->first_page + n;
-    tail->num_pages = span->num_pages - n;
-    tail->location = SpanLocation::kFreeBacked;
-    large_pages_ -= tail->num_pages;
-    span->num_pages = n;
-    SetBoundaries(span);
-    MergeAndInsert(tail);
-    EnforceCap();
-    return true;
-  }
   size_t extra = n - span->num_pages;
   Span* next = FreeSpanAfter(span);
   if (next == nullptr || next->num_pages < extra) {
@@ -116,12 +155,32 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
   return true;
 }
 
+bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
+  if (span->owner != this || span->location != SpanLocation::kInUse ||
+      span->size_class != kLargeClass) {
+    Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
+  }
+  Span* tail = NewSpan();
+  if (tail == nullptr) return false;
+  tail->owner = this;
+  tail->first_page = span->first_page + n;
+  tail->num_pages = span->num_pages - n;
+  tail->location = SpanLocation::kFreeBacked;
+  tail->free_since_ns = now;
+  large_pages_ -= tail->num_pages;
+  span->num_pages = n;
+  SetBoundaries(span);
+  MergeAndInsert(tail);
+  return true;
+}
+
 // The free span of this heap that starts right after `span`, if any.
 Span* PageHeap::FreeSpanAfter(const Span* span) {
   uintptr_t end = span->first_page + span->num_pages;
   Span* next = g_pagemap.GetSpan(end);
   if (next == nullptr || next->owner != this || next->first_page != end ||
-      next->location == SpanLocation::kInUse) {
+      (next->location != SpanLocation::kFreeBacked &&
+       next->location != SpanLocation::kFreeReturned)) {
     return nullptr;
   }
   return next;
@@ -139,22 +198,6 @@ bool PageHeap::GrowAt(uintptr_t first_page, size_t n) {
   return AddFreshPages(first_page, ask);
 }
 
-void PageHeap::ReleaseAll() {
-  SpinLockHolder h(&lock_);
-  while (free_backed_pages_ > 0) {
-    Span* s = LargestBacked();
-    if (s == nullptr || !ReleaseSpan(s)) break;
-  }
-}
-
-void PageHeap::SetFreeCap(size_t bytes) {
-  SpinLockHolder h(&lock_);
-  __atomic_store_n(&free_cap_bytes_, bytes, __ATOMIC_RELAXED);
-  EnforceCap();
-}
-
-size_t PageHeap::free_cap() const { return __atomic_load_n(&free_cap_bytes_, __ATOMIC_RELAXED); }
-
 void PageHeap::GetStats(PageHeapStats* out) {
   SpinLockHolder h(&lock_);
   GetStatsLocked(out);
@@ -164,26 +207,39 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->total_bytes = total_pages_ << kPageShift;
   out->small_in_use_bytes = small_pages_ << kPageShift;
   out->large_in_use_bytes = large_pages_ << kPageShift;
-  out->free_backed_bytes = free_backed_pages_ << kPageShift;
+  out->free_backed_bytes = (free_backed_pages_ + releasing_pages_) << kPageShift;
   out->free_returned_bytes = free_returned_pages_ << kPageShift;
-  out->released_bytes_total = released_bytes_total_;
+  out->released_expired_bytes = released_bytes_[static_cast<int>(Cause::kExpired)];
+  out->released_growth_bytes = released_bytes_[static_cast<int>(Cause::kGrowth)];
+  out->released_cap_bytes = released_bytes_[static_cast<int>(Cause::kCap)];
+  out->released_trim_bytes = released_bytes_[static_cast<int>(Cause::kTrim)];
+  out->released_bytes_total = out->released_expired_bytes + out->released_growth_bytes +
+                              out->released_cap_bytes + out->released_trim_bytes;
+  out->next_release_ns = next_deadline_ns_;
   out->free_spans = free_spans_;
   out->long_free_spans = long_backed_.length() + long_returned_.length();
 }
 
+// Best fit by length; at one length backed before returned (no fault).
 Span* PageHeap::FindFree(size_t n) {
   for (size_t len = n; len <= kMaxPages; ++len) {
     if (!backed_[len].empty()) return backed_[len].first();
     if (!returned_[len].empty()) return returned_[len].first();
   }
+  Span* backed = BestLongFit(&long_backed_, n);
+  Span* returned = BestLongFit(&long_returned_, n);
+  if (backed == nullptr) return returned;
+  if (returned == nullptr || backed->num_pages <= returned->num_pages) return backed;
+  return returned;
+}
+
+Span* PageHeap::BestLongFit(const SpanList* list, size_t n) {
   Span* best = nullptr;
-  for (SpanList* list : {&long_backed_, &long_returned_}) {
-    for (Span* s = list->first(); s != nullptr; s = s->next) {
-      if (s->num_pages < n) continue;
-      if (best == nullptr || s->num_pages < best->num_pages ||
-          (s->num_pages == best->num_pages && s->first_page < best->first_page)) {
-        best = s;
-      }
+  for (Span* s = list->first(); s != nullptr; s = s->next) {
+    if (s->num_pages < n) continue;
+    if (best == nullptr || s->num_pages < best->num_pages ||
+        (s->num_pages == best->num_pages && s->first_page < best->first_page)) {
+      best = s;
     }
   }
   return best;
@@ -222,6 +278,7 @@ Span* PageHeap::Carve(Span* span, size_t n) {
     rest->first_page = span->first_page + n;
     rest->num_pages = span->num_pages - n;
     rest->location = span->location;
+    rest->free_since_ns = span->free_since_ns;
     span->num_pages = n;
     // The remainder was part of a maximal run of its state, so it has no
     // same-state neighbour to merge with.
@@ -267,12 +324,15 @@ bool PageHeap::TrimTo(Span* span, uintptr_t first_page, size_t n) {
     if (piece == nullptr) continue;
     piece->owner = this;
     piece->location = state;
+    piece->free_since_ns = span->free_since_ns;
     MergeAndInsert(piece);
   }
   return true;
 }
 
-bool PageHeap::Grow(size_t n) {
+// Maps fresh memory with the lock dropped: the system call may take a
+// while and other threads need not wait for it.
+bool PageHeap::GrowUnlocked(size_t n) {
   size_t ask = RoundUp(n, kGrowPages);
   void* mem = SystemAlloc(ask << kPageShift);
   if (mem == nullptr && ask > n) {
@@ -280,6 +340,7 @@ bool PageHeap::Grow(size_t n) {
     mem = SystemAlloc(ask << kPageShift);
   }
   if (mem == nullptr) return false;
+  SpinLockHolder h(&lock_);
   return AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, ask);
 }
 
@@ -322,10 +383,23 @@ void PageHeap::SetBoundaries(Span* span) {
   g_pagemap.SetSpan(span->last_page(), span);
 }
 
+namespace {
+
+// The page-weighted mean of two free stamps.
+uint64_t MeanStamp(const Span* a, const Span* b) {
+  unsigned __int128 sum = static_cast<unsigned __int128>(a->free_since_ns) * a->num_pages +
+                          static_cast<unsigned __int128>(b->free_since_ns) * b->num_pages;
+  return static_cast<uint64_t>(sum / (a->num_pages + b->num_pages));
+}
+
+}  // namespace
+
 void PageHeap::MergeAndInsert(Span* span) {
+  bool backed = span->location == SpanLocation::kFreeBacked;
   Span* prev = g_pagemap.GetSpan(span->first_page - 1);
   if (prev != nullptr && prev->owner == this && prev->location == span->location) {
     RemoveFree(prev);
+    if (backed) span->free_since_ns = MeanStamp(prev, span);
     span->first_page = prev->first_page;
     span->num_pages += prev->num_pages;
     DeleteSpan(prev);
@@ -333,6 +407,7 @@ void PageHeap::MergeAndInsert(Span* span) {
   Span* next = g_pagemap.GetSpan(span->first_page + span->num_pages);
   if (next != nullptr && next->owner == this && next->location == span->location) {
     RemoveFree(next);
+    if (backed) span->free_since_ns = MeanStamp(next, span);
     span->num_pages += next->num_pages;
     DeleteSpan(next);
   }
@@ -351,7 +426,9 @@ SpanList* PageHeap::ListFor(const Span* span) {
 void PageHeap::InsertFree(Span* span) {
   ListFor(span)->PushFront(span);
   if (span->location == SpanLocation::kFreeBacked) {
-    free_backed_pages_ += span->num_pages;
+    AddBackedPages(span->num_pages);
+    age_.Insert(span);
+    PublishDeadlineLocked();
   } else {
     free_returned_pages_ += span->num_pages;
   }
@@ -361,41 +438,13 @@ void PageHeap::InsertFree(Span* span) {
 void PageHeap::RemoveFree(Span* span) {
   ListFor(span)->Remove(span);
   if (span->location == SpanLocation::kFreeBacked) {
-    free_backed_pages_ -= span->num_pages;
+    AddBackedPages(-span->num_pages);
+    age_.Remove(span);
+    PublishDeadlineLocked();
   } else {
     free_returned_pages_ -= span->num_pages;
   }
   --free_spans_;
-}
-
-Span* PageHeap::LargestBacked() {
-  Span* best = nullptr;
-  for (Span* s = long_backed_.first(); s != nullptr; s = s->next) {
-    if (best == nullptr || s->num_pages > best->num_pages) best = s;
-  }
-  if (best != nullptr) return best;
-  for (size_t len = kMaxPages; len >= 1; --len) {
-    if (!backed_[len].empty()) return backed_[len].first();
-  }
-  return nullptr;
-}
-
-bool PageHeap::ReleaseSpan(Span* span) {
-  if (!SystemRelease(span->start(), span->bytes())) return false;
-  RemoveFree(span);
-  released_bytes_total_ += span->bytes();
-  span->location = SpanLocation::kFreeReturned;
-  MergeAndInsert(span);
-  return true;
-}
-
-void PageHeap::EnforceCap() {
-  if ((free_backed_pages_ << kPageShift) <= free_cap_bytes_) return;
-  uint64_t target = free_cap_bytes_ - free_cap_bytes_ / 4;
-  while ((free_backed_pages_ << kPageShift) > target) {
-    Span* s = LargestBacked();
-    if (s == nullptr || !ReleaseSpan(s)) break;
-  }
 }
 
 }  // namespace rseqmalloc::internal

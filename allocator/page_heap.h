@@ -15,18 +15,35 @@
 // the neighbour lookup sound. Memory fresh from the system counts as returned:
 // it is not resident until touched.
 //
-// Release policy (constants below):
-//   * Free backed pages are capped at kDefaultFreeCapBytes (16 MiB; see
-//     SetFreeCap). When a free pushes the backed total over the cap, the
-//     largest backed free spans are returned to the OS with
-//     madvise(MADV_DONTNEED) until the total is at most 3/4 of the cap; the
-//     slack keeps a program that hovers at the cap from paying a system
-//     call on every free. Released spans then coalesce with returned
-//     neighbours.
-//   * Large frees get no special treatment: a freed 1 MiB+ block is cached
-//     like any other span, within the cap, so a program that frees and
-//     re-allocates big buffers does not re-fault them every time.
+// Release policy (page_heap_release.cc; constants below):
+//   * A freed span stays backed and is reused first. It is stamped with the
+//     time it became free (a merge of backed spans takes the page-weighted
+//     mean of their stamps, so a small fresh free does not keep a big old
+//     run alive) and kept on an age list. Spans free for longer than the
+//     release delay (default kDefaultReleaseDelayNs, 5 s; SetReleaseDelay)
+//     go back to the OS with madvise(MADV_DONTNEED), oldest first, in one
+//     sweep that also takes what would expire within the next eighth of the
+//     delay, so a steady trickle of frees costs few sweeps. A delay of 0
+//     returns every span as soon as it is freed.
+//   * Who sweeps: the maintenance thread when one runs (it sleeps until
+//     next_release_deadline()); otherwise, and when that thread is more than
+//     kLateReleaseNs late, the next New / Delete that finds the deadline
+//     passed.
+//   * Growth returns long runs first: when no free span fits and the heap
+//     must take fresh pages, backed runs longer than kMaxPages (oldest
+//     first, none of which fit) covering the request go back before the
+//     heap grows, once per New. Such runs are what a program of large
+//     blocks of changing sizes leaves behind; without this its RSS grows by
+//     every size it ever used. Short backed spans stay: they are what the
+//     size classes reuse, and returning them on every fault was measured to
+//     cost 20x on `large` (docs/design.md, "Returning memory").
+//   * A cap (SetFreeCap, default kDefaultFreeCapBytes) bounds free backed
+//     bytes regardless of age: over it, the oldest go back until 3/4 of
+//     the cap remain.
 //   * ReleaseAll (malloc_trim) returns every free backed page.
+//   * No lock is held across a system call: the spans to release are taken
+//     off the lists (state kReleasing) and merged back as returned after
+//     madvise; fresh memory is mapped with the lock dropped.
 //
 // Large spans change length in place (ResizeLarge, for realloc): growth
 // takes the free pages after the span, shrinking frees its tail.
@@ -34,7 +51,7 @@
 // Aligned allocations look for an aligned run inside every free span (best
 // fit), so freed aligned blocks are found again whatever their neighbours.
 //
-// Memory comes from the system in multiples of kGrowPages (2 MiB), which
+// Memory comes from the system in multiples of kGrowPages (16 MiB), which
 // stays untouched until used. A PageHeap must outlive its memory (use static
 // storage): spans of other heaps are recognised by their owner pointer.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGE_HEAP_H_
@@ -50,8 +67,11 @@
 namespace rseqmalloc::internal {
 
 inline constexpr size_t kMaxPages = 128;  // exact-length lists up to 1 MiB
-inline constexpr size_t kGrowPages = (size_t{2} << 20) >> kPageShift;
-inline constexpr size_t kDefaultFreeCapBytes = size_t{16} << 20;
+inline constexpr size_t kGrowPages = (size_t{16} << 20) >> kPageShift;
+inline constexpr size_t kDefaultFreeCapBytes = size_t{1} << 30;
+inline constexpr uint64_t kDefaultReleaseDelayNs = 5'000'000'000;
+inline constexpr uint64_t kLateReleaseNs = 1'000'000'000;
+inline constexpr uint64_t kNoDeadline = UINT64_MAX;
 
 struct PageHeapStats {
   uint64_t total_bytes;           // ever obtained from the system
@@ -59,7 +79,12 @@ struct PageHeapStats {
   uint64_t large_in_use_bytes;    // spans handed out as large allocations
   uint64_t free_backed_bytes;     // free, possibly resident
   uint64_t free_returned_bytes;   // free, returned to the OS or never touched
-  uint64_t released_bytes_total;  // cumulative bytes this heap madvised away
+  uint64_t released_bytes_total;  // cumulative bytes this heap madvised away:
+  uint64_t released_expired_bytes;  //   free longer than the delay
+  uint64_t released_growth_bytes;   //   to make room for fresh pages
+  uint64_t released_cap_bytes;      //   over the cap
+  uint64_t released_trim_bytes;     //   ReleaseAll
+  uint64_t next_release_ns;         // deadline of the oldest backed span
   uint64_t free_spans;
   uint64_t long_free_spans;  // free runs longer than kMaxPages
 };
@@ -89,8 +114,37 @@ class PageHeap {
   // Returns every free backed page to the OS.
   void ReleaseAll();
 
+  // Returns the free backed spans whose delay has passed (and those due
+  // within the sweep's slack); adds the bytes to *released. Returns the
+  // next deadline (kNoDeadline: nothing waits). Takes the lock itself.
+  uint64_t ReleaseExpired(uint64_t* released = nullptr);
+  // When the oldest free backed span is due (monotonic ns), without a lock.
+  uint64_t next_release_deadline() const {
+    return __atomic_load_n(&next_deadline_ns_, __ATOMIC_RELAXED);
+  }
+  // Free backed pages waiting for their delay, without a lock.
+  uint64_t waiting_bytes() const {
+    return __atomic_load_n(&free_backed_pages_, __ATOMIC_RELAXED) << kPageShift;
+  }
+
   void SetFreeCap(size_t bytes);
   size_t free_cap() const;
+  void SetReleaseDelay(uint64_t ns);
+  uint64_t release_delay() const;
+  // Whether a maintenance thread sweeps (New / Delete then sweep only when
+  // it is late).
+  void SetBackgroundSweeps(bool on);
+  // Monotonic nanoseconds; tests inject their own.
+  using Clock = uint64_t (*)();
+  void SetClock(Clock clock);
+  // Called, without the lock, by the free that gives the heap a release
+  // deadline when it had none (the maintenance thread may be asleep).
+  void SetDeadlineHook(void (*hook)());
+
+  // Fork child, lock held: spans a thread of the parent was releasing when
+  // the process forked go back on the free lists (as backed: whether the
+  // madvise happened is unknown).
+  void ReclaimReleasingLocked();
 
   void GetStats(PageHeapStats* out);
   void GetStatsLocked(PageHeapStats* out) const;  // caller holds Lock()
@@ -99,13 +153,36 @@ class PageHeap {
   void Unlock() { lock_.Unlock(); }
 
  private:
+  enum class Cause { kExpired, kGrowth, kCap, kTrim };
+  struct ReleaseGoal {
+    uint64_t stamped_before_ns = 0;            // spans freed before this
+    uint64_t keep_backed_pages = UINT64_MAX;   // until at most this many
+    uint64_t min_pages = 0;                    // at least this many
+    bool long_only = false;  // min_pages from runs longer than kMaxPages only
+    Cause cause;
+  };
+  uint64_t Now() const;
+  Span* TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* no_fit);
+  bool GrowUnlocked(size_t n);
+  bool WantsSweepLocked(uint64_t now) const;
+  ReleaseGoal SweepGoalLocked(uint64_t now) const;
+  uint64_t Release(const ReleaseGoal& goal);
+  int TakeForRelease(const ReleaseGoal& goal, uint64_t taken, Span** out, Cause* causes, int max);
+  void FinishRelease(Span* const* spans, const Cause* causes, const bool* released, int n,
+                     uint64_t now);
+  void AddBackedPages(uint64_t delta) {
+    __atomic_store_n(&free_backed_pages_, free_backed_pages_ + delta, __ATOMIC_RELAXED);
+  }
+  void PublishDeadlineLocked();
+  bool TakeDeadlineAppearedLocked();
+  void RunDeadlineHook(bool appeared) const;
   Span* FindFree(size_t n);
-  Span* NewAligned(size_t n, uint32_t cls, size_t align_pages);
+  static Span* BestLongFit(const SpanList* list, size_t n);
   Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
   Span* FreeSpanAfter(const Span* span);
   bool GrowAt(uintptr_t first_page, size_t n);
+  bool ShrinkLargeLocked(Span* span, size_t n, uint64_t now);
   Span* Carve(Span* span, size_t n);
-  bool Grow(size_t n);
   bool AddFreshPages(uintptr_t first, size_t n);
   bool TrimTo(Span* span, uintptr_t first_page, size_t n);
   void Register(Span* span, uint32_t cls);
@@ -114,23 +191,29 @@ class PageHeap {
   void InsertFree(Span* span);
   void RemoveFree(Span* span);
   SpanList* ListFor(const Span* span);
-  Span* LargestBacked();
-  bool ReleaseSpan(Span* span);
-  void EnforceCap();
 
   SpinLock lock_;
   SpanList backed_[kMaxPages + 1];
   SpanList returned_[kMaxPages + 1];
   SpanList long_backed_;
   SpanList long_returned_;
+  SpanAgeList age_;        // backed free spans, oldest first
+  SpanList releasing_;     // taken out for madvise, lock dropped
   size_t free_cap_bytes_ = kDefaultFreeCapBytes;
+  uint64_t delay_ns_ = kDefaultReleaseDelayNs;
+  uint64_t next_deadline_ns_ = kNoDeadline;
+  bool background_sweeps_ = false;
+  bool deadline_appeared_ = false;  // since the hook last ran
+  void (*deadline_hook_)() = nullptr;
+  Clock clock_ = nullptr;  // nullptr: CLOCK_MONOTONIC_COARSE
+  uint64_t releasing_pages_ = 0;
   uint64_t total_pages_ = 0;
   uint64_t small_pages_ = 0;
   uint64_t large_pages_ = 0;
   uint64_t free_backed_pages_ = 0;
   uint64_t free_returned_pages_ = 0;
   uint64_t free_spans_ = 0;
-  uint64_t released_bytes_total_ = 0;
+  uint64_t released_bytes_[4] = {};  // by Cause
 };
 
 }  // namespace rseqmalloc::internal

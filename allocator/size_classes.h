@@ -19,8 +19,12 @@
 // a class in [4097, 4682)); here it holds from 32 KiB up, and callers that
 // need 4 KiB alignment for a 4..32 KiB size use SizeToClassAligned.
 //
-// Span size: the fewest pages that hold at least min(batch, 64 KiB / size)
+// Span size: the fewest pages that hold at least min(batch, 16 KiB / size)
 // objects (at least one) and leave at most 1/8 of the span unused at its end.
+// 16 KiB, not a batch's 64 KiB: one live object keeps its whole span
+// resident, and with 64 KiB spans for the 2-8 KiB classes a program that
+// kept 16 MiB of 512 MiB stayed at 74 MiB resident (bench/idle_release;
+// 48 MiB with 16 KiB spans; measurements in docs/design.md).
 //
 // Batch (objects moved per transfer between the front end and the central
 // heap): clamp(64 KiB / size, 2, 32): 32 up to 2 KiB, 16 at 4 KiB, 2 from
@@ -44,6 +48,7 @@ namespace size_class_internal {
 inline constexpr size_t kQuantumLimit = 128;  // 16-byte spacing up to here
 inline constexpr int kClassesPerOctave = 8;
 inline constexpr size_t kBatchTargetBytes = size_t{64} << 10;
+inline constexpr size_t kSpanTargetBytes = size_t{16} << 10;
 inline constexpr int kMaxBatch = 32;
 inline constexpr int kMinBatch = 2;
 
@@ -89,7 +94,7 @@ constexpr int BatchFor(size_t size) {
 }
 
 constexpr size_t PagesFor(size_t size) {
-  size_t min_objects = kBatchTargetBytes / size;
+  size_t min_objects = kSpanTargetBytes / size;
   size_t batch = static_cast<size_t>(BatchFor(size));
   if (min_objects > batch) min_objects = batch;
   if (min_objects < 1) min_objects = 1;

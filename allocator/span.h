@@ -18,6 +18,7 @@ enum class SpanLocation : uint8_t {
   kInUse,         // handed out (large allocation or small-object slab)
   kFreeBacked,    // free, pages may be resident
   kFreeReturned,  // free, pages given back to the OS (or never touched)
+  kReleasing,     // free, taken out of the lists while madvise runs unlocked
 };
 
 struct Span {
@@ -31,6 +32,12 @@ struct Span {
   void* freelist;      // objects given back, linked through their first word
   uint32_t allocated;  // objects currently outside the span
   uint32_t carved;     // objects carved so far; the rest is untouched memory
+
+  // Free backed spans only: when the span became free (its pages' weighted
+  // mean, after merges), and its links in the page heap's age list.
+  uint64_t free_since_ns;
+  Span* older;
+  Span* newer;
 
   uint32_t size_class;  // 0 when free, kLargeClass for a large allocation
   SpanLocation location;
@@ -75,6 +82,52 @@ class SpanList {
  private:
   Span* head_ = nullptr;
   size_t length_ = 0;
+};
+
+// Free backed spans from oldest to newest by free_since_ns, for the timed
+// release. Insertion walks from the newest end: most spans are stamped
+// "now"; a merge's weighted mean lands a little further in.
+class SpanAgeList {
+ public:
+  constexpr SpanAgeList() = default;
+
+  bool empty() const { return oldest_ == nullptr; }
+  Span* oldest() const { return oldest_; }
+
+  void Insert(Span* s) {
+    Span* before = newest_;  // s goes right after (newer than) it
+    while (before != nullptr && before->free_since_ns > s->free_since_ns) before = before->older;
+    s->older = before;
+    s->newer = before != nullptr ? before->newer : oldest_;
+    if (s->older != nullptr) {
+      s->older->newer = s;
+    } else {
+      oldest_ = s;
+    }
+    if (s->newer != nullptr) {
+      s->newer->older = s;
+    } else {
+      newest_ = s;
+    }
+  }
+
+  void Remove(Span* s) {
+    if (s->older != nullptr) {
+      s->older->newer = s->newer;
+    } else {
+      oldest_ = s->newer;
+    }
+    if (s->newer != nullptr) {
+      s->newer->older = s->older;
+    } else {
+      newest_ = s->older;
+    }
+    s->older = s->newer = nullptr;
+  }
+
+ private:
+  Span* oldest_ = nullptr;
+  Span* newest_ = nullptr;
 };
 
 }  // namespace rseqmalloc::internal

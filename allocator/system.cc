@@ -23,6 +23,21 @@ constinit std::atomic<uint64_t> g_handed_out{0};
 constinit std::atomic<uint64_t> g_released{0};
 constinit std::atomic<uint64_t> g_metadata{0};
 
+// Whether heap mappings ask for transparent huge pages (SystemUseHugePages).
+constinit std::atomic<bool> g_huge_pages{false};
+constinit uintptr_t g_chunk_begin = 0;  // the current chunk; g_system_lock
+
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+
+// MADV_HUGEPAGE on the whole 2 MiB units inside [p, p + bytes): the kernel
+// backs them with huge pages when transparent huge pages are in "madvise"
+// (or "always") mode. Advice only: a refusal changes nothing.
+void AdviseHuge(uintptr_t p, size_t bytes) {
+  uintptr_t first = (p + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  uintptr_t last = (p + bytes) & ~(kHugePageBytes - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
 constexpr int kProt = PROT_READ | PROT_WRITE;
 constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
 
@@ -56,6 +71,7 @@ void* SystemAlloc(size_t bytes) {
     uintptr_t p = MapAligned(bytes, align);
     if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize);
     if (p == 0) return nullptr;
+    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, bytes);
     g_reserved.fetch_add(bytes, std::memory_order_relaxed);
     g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
     return reinterpret_cast<void*>(p);
@@ -73,7 +89,9 @@ void* SystemAlloc(size_t bytes) {
       }
       if (p == 0) return nullptr;
     }
+    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, chunk);
     g_reserved.fetch_add(chunk, std::memory_order_relaxed);
+    g_chunk_begin = p;
     g_chunk_next = p;
     g_chunk_end = p + chunk;
   }
@@ -81,6 +99,13 @@ void* SystemAlloc(size_t bytes) {
   g_chunk_next += bytes;
   g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
   return reinterpret_cast<void*>(result);
+}
+
+void SystemUseHugePages(bool on) {
+  SpinLockHolder h(&g_system_lock);
+  g_huge_pages.store(on, std::memory_order_relaxed);
+  // The chunk mapped before the options were read gets the advice too.
+  if (on && g_chunk_end > g_chunk_begin) AdviseHuge(g_chunk_begin, g_chunk_end - g_chunk_begin);
 }
 
 bool SystemAllocAt(void* p, size_t bytes) {

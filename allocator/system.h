@@ -38,6 +38,11 @@ struct SystemStats {
 // kPageSize, or nullptr when the OS refuses. Thread-safe.
 void* SystemAlloc(size_t bytes);
 
+// Heap mappings from now on (and the current chunk) ask the kernel for
+// transparent huge pages with MADV_HUGEPAGE (RSEQMALLOC_HUGE_PAGES; why it is
+// off by default: docs/design.md, "Huge pages").
+void SystemUseHugePages(bool on);
+
 // Hands out exactly [p, p + bytes) when that range continues the current
 // chunk (the page heap extends a block that ends where the chunk's used part
 // does); false otherwise. Thread-safe.

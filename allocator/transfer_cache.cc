@@ -26,6 +26,7 @@ int TransferCache::RemoveRange(void** out, int n) {
   lock_.Lock();
   int take = n < count_ ? n : count_;
   count_ -= take;
+  if (count_ < low_water_) low_water_ = count_;
   memcpy(out, slots_ + count_, sizeof(void*) * static_cast<size_t>(take));
   outstanding_ += take;
   lock_.Unlock();
@@ -51,20 +52,37 @@ void TransferCache::InsertRange(void* const* items, int n) {
   if (put < n) central_->InsertRange(items + put, n - put);
 }
 
-void TransferCache::Drain() {
-  // Small bites so the lock is never held for long and the stack buffer
-  // stays small.
+void TransferCache::Drain() { Give(INT32_MAX); }
+
+int TransferCache::ReturnIdle() {
+  lock_.Lock();
+  int idle = low_water_;
+  low_water_ = count_;
+  lock_.Unlock();
+  if (idle == 0) return 0;
+  return Give(idle);
+}
+
+// Sends up to n cached objects (the oldest stay: the top of the stack is
+// what the next RemoveRange takes) to the central free list, in small bites
+// so the lock is never held for long and the stack buffer stays small.
+int TransferCache::Give(int n) {
   constexpr int kBite = 64;
   void* buf[kBite];
-  for (;;) {
+  int given = 0;
+  while (given < n) {
     lock_.Lock();
     int take = count_ < kBite ? count_ : kBite;
+    if (take > n - given) take = n - given;
     count_ -= take;
+    if (count_ < low_water_) low_water_ = count_;
     memcpy(buf, slots_ + count_, sizeof(void*) * static_cast<size_t>(take));
     lock_.Unlock();
-    if (take == 0) return;
+    if (take == 0) break;
     central_->InsertRange(buf, take);
+    given += take;
   }
+  return given;
 }
 
 void TransferCache::GetStats(TransferCacheStats* out) {

@@ -9,7 +9,7 @@
 // moves them without touching a span), and big classes a few objects; all
 // 96 caches together hold at most about 93 MiB (193,926 slots, 1.5 MiB of
 // slot arrays, touched only as used). Memory they hold and no CPU asks for
-// goes back to the central free lists over time (Plunder, from the
+// goes back to the central free lists over time (ReturnIdle, from the
 // maintenance pass), and ReleaseFreeMemory drains them.
 //
 // RemoveRange serves from the cache first and tops up from the central free
@@ -52,6 +52,10 @@ class TransferCache {
 
   // Sends every cached object to the central free list.
   void Drain();
+  // Sends the objects that stayed cached all through the interval since
+  // the last call (the low-water mark) to the central free list, and starts
+  // a new interval. Returns how many.
+  int ReturnIdle();
 
   void GetStats(TransferCacheStats* out);
   void GetStatsLocked(TransferCacheStats* out) const;
@@ -60,10 +64,13 @@ class TransferCache {
   void Unlock() { lock_.Unlock(); }
 
  private:
+  int Give(int n);
+
   SpinLock lock_;
   void** slots_ = nullptr;
   int count_ = 0;
   int capacity_ = 0;
+  int low_water_ = 0;  // fewest objects cached since the last Plunder
   int64_t outstanding_ = 0;
   CentralFreeList* central_ = nullptr;
 };

@@ -6,6 +6,9 @@ do the same, one target per variant so a failure names its environment:
   NAME                   rseqmalloc, default environment
   NAME_glibc_rseq_off    rseqmalloc, glibc does not register rseq (we do)
   NAME_cpu / _cid / _thread / _none   rseqmalloc, RSEQMALLOC_CACHE forced
+  NAME_checked_sized_free   RSEQMALLOC_CHECK_SIZED_FREE=1
+  NAME_no_background_thread RSEQMALLOC_BACKGROUND_THREAD=0 (every other
+                         variant but _none may start the maintenance thread)
   NAME_glibc             glibc's malloc, to prove the expectations are glibc's
 
 The test sources are compiled once per allocator (a library with alwayslink)
@@ -34,6 +37,7 @@ def _variants(name):
     for mode in _CACHE_MODES:
         out.append((name + "_" + mode, {"RSEQMALLOC_CACHE": mode}))
     out.append((name + "_checked_sized_free", {"RSEQMALLOC_CHECK_SIZED_FREE": "1"}))
+    out.append((name + "_no_background_thread", {"RSEQMALLOC_BACKGROUND_THREAD": "0"}))
     return out
 
 def allocator_test(

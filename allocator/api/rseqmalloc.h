@@ -58,6 +58,28 @@ struct rseqmalloc_stats {
 /* Fills *out. Returns 0, or -1 when out is NULL. */
 int rseqmalloc_get_stats(struct rseqmalloc_stats* out);
 
+/* How free pages go back to the OS (docs/design.md, "Returning memory"):
+   the policy in force, what waits, what went back and why, and the
+   maintenance thread's work. A struct of its own so that rseqmalloc_stats
+   keeps its 0.1 layout. */
+struct rseqmalloc_release_stats {
+  uint64_t release_delay_ms;       /* RSEQMALLOC_RELEASE_DELAY_MS in force */
+  uint64_t retained_cap_bytes;     /* RSEQMALLOC_RETAINED_FREE_BYTES in force */
+  uint64_t waiting_bytes;          /* free pages still resident, waiting */
+  uint64_t next_release_in_ms;     /* until the oldest is due; UINT64_MAX: none */
+  uint64_t released_expired_bytes; /* cumulative: unused for the delay */
+  uint64_t released_growth_bytes;  /*   to make room for fresh pages */
+  uint64_t released_cap_bytes;     /*   over the cap */
+  uint64_t released_trim_bytes;    /*   malloc_trim */
+  uint64_t background_running;     /* 1 while the maintenance thread runs */
+  uint64_t background_wakeups;
+  uint64_t background_passes;      /* cache housekeeping passes */
+  uint64_t background_released_bytes; /* of the released bytes, by the thread */
+};
+
+/* Fills *out. Returns 0, or -1 when out is NULL. */
+int rseqmalloc_get_release_stats(struct rseqmalloc_release_stats* out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -64,4 +64,19 @@ __attribute__((visibility("default"))) int rseqmalloc_get_stats(struct rseqmallo
   return 0;
 }
 
+__attribute__((visibility("default"))) int rseqmalloc_get_release_stats(
+    struct rseqmalloc_release_stats* out) {
+  if (out == nullptr) return -1;
+  in::EnsureInitialized();
+  in::ReleaseStats r = in::SnapshotReleaseStats();
+  static_assert(sizeof(in::ReleaseStats) == sizeof(struct rseqmalloc_release_stats));
+  *out = rseqmalloc_release_stats{r.release_delay_ms,       r.retained_cap_bytes,
+                                  r.waiting_bytes,          r.next_release_in_ms,
+                                  r.released_expired_bytes, r.released_growth_bytes,
+                                  r.released_cap_bytes,     r.released_trim_bytes,
+                                  r.background_running,     r.background_wakeups,
+                                  r.background_passes,      r.background_released_bytes};
+  return 0;
+}
+
 }  // extern "C"

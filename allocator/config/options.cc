@@ -15,7 +15,7 @@ extern char** environ;
 namespace rseqmalloc::internal {
 namespace {
 
-enum class Kind { kCacheMode, kBytes, kBool, kSignal, kPath };
+enum class Kind { kCacheMode, kBytes, kBool, kSignal, kPath, kMillis };
 
 struct OptionSpec {
   const char* name;
@@ -33,8 +33,17 @@ constexpr OptionSpec kSpecs[] = {
      "byte budget of each per-CPU cache", offsetof(Options, per_cpu_cache_bytes)},
     {"RSEQMALLOC_THREAD_CACHE_BYTES", Kind::kBytes, "a size such as 2M (64K..64M)",
      "byte budget of each per-thread cache", offsetof(Options, thread_cache_bytes)},
-    {"RSEQMALLOC_RETAINED_FREE_BYTES", Kind::kBytes, "a size such as 16M (0..1T)",
-     "free pages kept mapped before returning to the OS", offsetof(Options, retained_free_bytes)},
+    {"RSEQMALLOC_RETAINED_FREE_BYTES", Kind::kBytes, "a size such as 256M (0..1T)",
+     "cap on free pages kept resident, whatever their age", offsetof(Options, retained_free_bytes)},
+    {"RSEQMALLOC_RELEASE_DELAY_MS", Kind::kMillis, "milliseconds, 0..3600000",
+     "free pages unused this long go back to the OS (0: at once)",
+     offsetof(Options, release_delay_ms)},
+    {"RSEQMALLOC_BACKGROUND_THREAD", Kind::kBool, "0 or 1",
+     "start a maintenance thread for timed release and cache housekeeping",
+     offsetof(Options, background_thread)},
+    {"RSEQMALLOC_HUGE_PAGES", Kind::kBool, "0 or 1",
+     "ask for transparent huge pages (MADV_HUGEPAGE) on heap memory",
+     offsetof(Options, huge_pages)},
     {"RSEQMALLOC_STATS", Kind::kBool, "0 or 1", "print the statistics report at exit",
      offsetof(Options, stats_at_exit)},
     {"RSEQMALLOC_VERBOSE", Kind::kBool, "0 or 1", "print a start-up line with the mode in use",
@@ -118,6 +127,13 @@ bool ParseOne(const OptionSpec& spec, const char* value, Options* out) {
       // SIGKILL and SIGSTOP cannot be caught.
       if (!digits_only || !ParseBytes(value, &v) || v > 64 || v == 9 || v == 19) return false;
       *reinterpret_cast<int*>(field) = static_cast<int>(v);
+      return true;
+    }
+    case Kind::kMillis: {
+      size_t v;
+      bool digits_only = value[0] != '\0' && strspn(value, "0123456789") == strlen(value);
+      if (!digits_only || !ParseBytes(value, &v) || v > 3'600'000) return false;
+      *reinterpret_cast<uint64_t*>(field) = v;
       return true;
     }
     case Kind::kPath: {
@@ -249,6 +265,9 @@ void PrintOptions(const Options& options, int fd) {
         break;
       case Kind::kPath:
         line.Str(field);
+        break;
+      case Kind::kMillis:
+        line.Dec(*reinterpret_cast<const uint64_t*>(field));
         break;
     }
     line.Str("  # ").Str(spec.meaning).Str("\n").Flush(fd);

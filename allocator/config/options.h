@@ -26,7 +26,10 @@ struct Options {
   CacheMode cache = CacheMode::kAuto;
   size_t per_cpu_cache_bytes = 1536 * 1024;
   size_t thread_cache_bytes = 2 * 1024 * 1024;
-  size_t retained_free_bytes = 16 * 1024 * 1024;
+  size_t retained_free_bytes = size_t{1} << 30;
+  uint64_t release_delay_ms = 5000;
+  bool background_thread = true;
+  bool huge_pages = false;
   bool stats_at_exit = false;
   bool verbose = false;
   bool abort_on_invalid_free = true;

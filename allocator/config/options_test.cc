@@ -42,7 +42,8 @@ TEST(Options, ValidValuesAreApplied) {
                    "RSEQMALLOC_THREAD_CACHE_BYTES=4M", "RSEQMALLOC_RETAINED_FREE_BYTES=0",
                    "RSEQMALLOC_STATS=1", "RSEQMALLOC_VERBOSE=1",
                    "RSEQMALLOC_ABORT_ON_INVALID_FREE=0", "RSEQMALLOC_STATS_SIGNAL=12",
-                   "RSEQMALLOC_CHECK_SIZED_FREE=1", "RSEQMALLOC_STATS_FILE=/tmp/report.%p"},
+                   "RSEQMALLOC_CHECK_SIZED_FREE=1", "RSEQMALLOC_STATS_FILE=/tmp/report.%p",
+                   "RSEQMALLOC_RELEASE_DELAY_MS=250", "RSEQMALLOC_BACKGROUND_THREAD=0"},
                   &o, &printed),
             0)
       << printed;
@@ -56,6 +57,20 @@ TEST(Options, ValidValuesAreApplied) {
   EXPECT_EQ(o.stats_signal, 12);
   EXPECT_TRUE(o.check_sized_free);
   EXPECT_STREQ(o.stats_file, "/tmp/report.%p");
+  EXPECT_EQ(o.release_delay_ms, 250u);
+  EXPECT_FALSE(o.background_thread);
+}
+
+TEST(Options, ReleaseDefaults) {
+  Options o;
+  EXPECT_EQ(o.release_delay_ms, 5000u);
+  EXPECT_TRUE(o.background_thread);
+  EXPECT_EQ(o.retained_free_bytes, size_t{1} << 30);
+  EXPECT_FALSE(o.huge_pages);
+  std::string printed;
+  EXPECT_EQ(Parse({"RSEQMALLOC_RELEASE_DELAY_MS=0", "RSEQMALLOC_HUGE_PAGES=1"}, &o, &printed), 0);
+  EXPECT_EQ(o.release_delay_ms, 0u);
+  EXPECT_TRUE(o.huge_pages);
 }
 
 TEST(Options, EveryCacheModeParses) {
@@ -90,6 +105,8 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
                        "RSEQMALLOC_STATS_SIGNAL=65", "RSEQMALLOC_STATS_SIGNAL=9",
                        "RSEQMALLOC_STATS_SIGNAL=1K", "RSEQMALLOC_STATS_SIGNAL=",
                        "RSEQMALLOC_CHECK_SIZED_FREE=2", "RSEQMALLOC_STATS_FILE=",
+                       "RSEQMALLOC_RELEASE_DELAY_MS=", "RSEQMALLOC_RELEASE_DELAY_MS=5s",
+                       "RSEQMALLOC_RELEASE_DELAY_MS=3600001", "RSEQMALLOC_BACKGROUND_THREAD=yes",
                        "RSEQMALLOC_STATS_FILE=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -103,6 +120,8 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
     EXPECT_EQ(o.stats_signal, 0) << var;
     EXPECT_FALSE(o.check_sized_free) << var;
     EXPECT_STREQ(o.stats_file, "") << var;
+    EXPECT_EQ(o.release_delay_ms, Options().release_delay_ms) << var;
+    EXPECT_TRUE(o.background_thread) << var;
   }
 }
 
@@ -119,7 +138,8 @@ TEST(Options, PrintOptionsListsEveryVariable) {
                            "RSEQMALLOC_THREAD_CACHE_BYTES=", "RSEQMALLOC_RETAINED_FREE_BYTES=",
                            "RSEQMALLOC_STATS=0", "RSEQMALLOC_VERBOSE=0",
                            "RSEQMALLOC_ABORT_ON_INVALID_FREE=1", "RSEQMALLOC_CHECK_SIZED_FREE=0",
-                           "RSEQMALLOC_STATS_SIGNAL=0", "RSEQMALLOC_STATS_FILE="}) {
+                           "RSEQMALLOC_STATS_SIGNAL=0", "RSEQMALLOC_STATS_FILE=",
+                           "RSEQMALLOC_RELEASE_DELAY_MS=5000", "RSEQMALLOC_BACKGROUND_THREAD=1"}) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   }
 }

@@ -201,23 +201,26 @@ int CurrentIdOrRegister() {
   return g_cpu_slab.CurrentId();
 }
 
-// Drains every id that had no slow-path activity for a whole period while
-// this thread had some. Runs at most once per period, from any slow path.
-void MaybeDrainIdle() {
-  if (!g_cpu_slab.RemoteAvailable()) return;
+// Drains every id that had no slow-path activity for a whole period. Runs
+// at most once per period, from any slow path (while this thread had some)
+// or from the maintenance thread. Returns the ids drained.
+int MaybeDrainIdle() {
+  if (!g_cpu_slab.RemoteAvailable()) return 0;
   int64_t now = NowNs();
   int64_t next = g_next_idle_scan_ns.load(std::memory_order_relaxed);
-  if (now < next) return;
-  if (!g_next_idle_scan_ns.compare_exchange_strong(next, now + kIdlePeriodNs)) return;
-  if (next == 0) return;  // first period starts now
+  if (now < next) return 0;
+  if (!g_next_idle_scan_ns.compare_exchange_strong(next, now + kIdlePeriodNs)) return 0;
+  if (next == 0) return 0;  // first period starts now
+  int drained = 0;
   for (int id = 0; id < g_num_ids; ++id) {
     IdState& state = g_ids[id];
     if (!state.lock.TryLock()) continue;
     bool idle = state.used && state.misses == state.misses_at_last_scan;
     state.misses_at_last_scan = state.misses;
     state.lock.Unlock();
-    if (idle) CpuCache::DrainId(id);
+    if (idle && CpuCache::DrainId(id)) ++drained;
   }
+  return drained;
 }
 
 }  // namespace
@@ -315,6 +318,11 @@ bool CpuCache::DrainAll() {
   if (!g_cpu_slab.RemoteAvailable() || g_ids == nullptr) return false;
   for (int id = 0; id < g_num_ids; ++id) DrainId(id);
   return true;
+}
+
+int CpuCache::DrainIdleIfDue() {
+  if (g_ids == nullptr) return 0;
+  return MaybeDrainIdle();
 }
 
 void CpuCache::MaintainAll() {

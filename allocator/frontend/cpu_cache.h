@@ -78,6 +78,9 @@ class CpuCache {
   static bool DrainAll();
   // Capacity housekeeping of every used id (cold classes give back).
   static void MaintainAll();
+  // Drains the ids idle for a whole period, when a period has passed since
+  // the last look (from any thread). Returns how many.
+  static int DrainIdleIfDue();
 
   static FrontEndTotals Totals();
 

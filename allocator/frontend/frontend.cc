@@ -13,6 +13,7 @@
 #include "allocator/base/log.h"
 #include "allocator/spinlock.h"
 #include "allocator/config/options.h"
+#include "allocator/frontend/maintenance.h"
 #include "allocator/frontend/stats_report.h"
 #include "allocator/frontend/shared_tls_child.h"
 #include "allocator/frontend/stats_signal.h"
@@ -83,14 +84,17 @@ void PrepareFork() {
   LockAllForFork();
 }
 
-void AfterFork() {
+void AfterFork(bool child) {
   if (tls_fork_took_locks) {
-    UnlockAllAfterFork();
+    UnlockAllAfterFork(child);
     CpuCache::UnlockAfterFork();
     ThreadCache::UnlockAfterFork();
   }
+  if (child) MaintenanceAfterForkChild();
   LeaveAllocator();
 }
+void AfterForkParent() { AfterFork(false); }
+void AfterForkChild() { AfterFork(true); }
 
 void PrintStartupLine(const Options& options) {
   LogLine line;
@@ -145,7 +149,10 @@ void EnsureInitialized() {
       InitCentralHeap();
       const Options& options = GetOptions();
       SetPageHeapFreeCap(options.retained_free_bytes);
+      SetPageHeapReleaseDelay(options.release_delay_ms * 1'000'000);
+      if (options.huge_pages) UseHugePages(true);
       CacheMode mode = ResolveMode(options.cache);
+      ConfigureMaintenance(options.background_thread && mode != CacheMode::kNone);
       g_mode.store(mode, std::memory_order_relaxed);
       g_per_cpu = PerCpu(mode);
       g_thread_caches = mode == CacheMode::kThread;
@@ -164,7 +171,7 @@ void EnsureInitialized() {
   // allocate, and those calls must find the allocator ready.
   static std::atomic<bool> hooks_done{false};
   if (hooks_done.exchange(true)) return;
-  pthread_atfork(PrepareFork, AfterFork, AfterFork);
+  pthread_atfork(PrepareFork, AfterForkParent, AfterForkChild);
   if (options.stats_at_exit) atexit(ReportStats);
   if (options.verbose) PrintStartupLine(options);
   if (options.stats_signal != 0) InstallStatsSignal(options.stats_signal);
@@ -190,6 +197,7 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
   PrintPendingStatsReportIfAny();
+  AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   void* p = nullptr;
@@ -215,14 +223,19 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
     return AllocateReentered(size, align);
   }
   EnsureInitialized();
-  ReturnDeferredFreesIfAny();
   PrintPendingStatsReportIfAny();
+  AttendMaintenanceIfAsked();
+  // Inside: a signal handler's malloc must not wait for the page heap lock
+  // this call may hold.
+  AllocatorSection section;
+  ReturnDeferredFreesIfAny();
   void* p = AllocateLarge(size, align, zeroed);
   return p != nullptr ? p : OutOfMemory();
 }
 
 bool ResizeLargeBlock(void* p, size_t size) {
   if (InsideAllocator() || size > kMaxRequest) return false;
+  AllocatorSection section;
   return ResizeLargeInPlace(p, size);
 }
 
@@ -232,6 +245,7 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
   if (small && PushThreadCache(cls, p)) return;
   if (InsideAllocator()) return FreeReentered(p, cls);
   PrintPendingStatsReportIfAny();
+  AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   if (small) {

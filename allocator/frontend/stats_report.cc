@@ -1,6 +1,7 @@
 #include "allocator/frontend/stats_report.h"
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 #include "allocator/central_heap.h"
 #include "allocator/config/options.h"
 #include "allocator/frontend/frontend.h"
+#include "allocator/frontend/maintenance.h"
 #include "allocator/frontend/thread_cache.h"
 #include "allocator/reentrant_blocks.h"
 #include "allocator/reentry.h"
@@ -85,6 +87,42 @@ void SettleDeferredFrees() {
 
 }  // namespace
 
+namespace {
+
+ReleaseStats ReleaseStatsFrom(const CentralStats& c) {
+  ReleaseStats r{};
+  r.release_delay_ms = c.page_heap_release_delay_ns / 1'000'000;
+  r.retained_cap_bytes = c.page_heap_free_cap_bytes;
+  r.waiting_bytes = c.page_heap_free_bytes;
+  r.next_release_in_ms = UINT64_MAX;
+  if (c.page_heap_next_release_ns != UINT64_MAX) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 +
+                   static_cast<uint64_t>(ts.tv_nsec);
+    uint64_t due = c.page_heap_next_release_ns;
+    r.next_release_in_ms = due > now ? (due - now) / 1'000'000 : 0;
+  }
+  r.released_expired_bytes = c.released_expired_bytes;
+  r.released_growth_bytes = c.released_growth_bytes;
+  r.released_cap_bytes = c.released_cap_bytes;
+  r.released_trim_bytes = c.released_trim_bytes;
+  MaintenanceStats m = GetMaintenanceStats();
+  r.background_running = m.running ? 1 : 0;
+  r.background_wakeups = m.wakeups;
+  r.background_passes = m.passes;
+  r.background_released_bytes = m.released_bytes;
+  return r;
+}
+
+}  // namespace
+
+ReleaseStats SnapshotReleaseStats() {
+  SpinLockHolder hold(&g_snapshot_lock);
+  GetCentralStats(&g_snapshot_central);
+  return ReleaseStatsFrom(g_snapshot_central);
+}
+
 AllocatorStats SnapshotStats() {
   SettleDeferredFrees();
   SpinLockHolder hold(&g_snapshot_lock);
@@ -118,6 +156,27 @@ void PrintReentrySection(int fd) {
   line.Str("  signal re-entry: ").Dec(r.blocks_mapped).Str(" blocks mapped directly (")
       .Dec(r.live_blocks).Str(" live, ").Dec(r.live_bytes).Str(" bytes), ")
       .Dec(r.frees_deferred).Str(" frees deferred, ").Dec(r.refused).Str(" refused\n")
+      .Flush(fd);
+}
+
+void PrintReleaseSection(const CentralStats& central, int fd) {
+  ReleaseStats r = ReleaseStatsFrom(central);
+  MaintenanceStats m = GetMaintenanceStats();
+  LogLine line;
+  line.Str("  returning memory: delay ").Dec(r.release_delay_ms).Str(" ms, cap ")
+      .Dec(r.retained_cap_bytes).Str(" bytes; waiting ").Dec(r.waiting_bytes).Str(" bytes");
+  if (r.next_release_in_ms != UINT64_MAX) {
+    line.Str(", oldest due in ").Dec(r.next_release_in_ms).Str(" ms");
+  }
+  line.Str("\n").Flush(fd);
+  line.Str("    released: ").Dec(r.released_expired_bytes).Str(" unused for the delay, ")
+      .Dec(r.released_growth_bytes).Str(" for fresh pages, ").Dec(r.released_cap_bytes)
+      .Str(" over the cap, ").Dec(r.released_trim_bytes).Str(" by malloc_trim (bytes)\n")
+      .Flush(fd);
+  line.Str("  maintenance thread: ").Str(m.running ? "running" : "not running").Str("; ")
+      .Dec(m.wakeups).Str(" wake-ups, ").Dec(m.passes).Str(" cache passes, released ")
+      .Dec(m.released_bytes).Str(" bytes, ").Dec(m.transfer_objects_returned)
+      .Str(" transfer-cache objects returned, ").Dec(m.ids_drained).Str(" idle ids drained\n")
       .Flush(fd);
 }
 
@@ -179,6 +238,7 @@ void PrintStatsReport(int fd) {
   line.Str("  rseq restarts               ").Dec(s.rseq_restarts).Str("\n").Flush(fd);
   line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
       .Flush(fd);
+  PrintReleaseSection(g_snapshot_central, fd);
   PrintReentrySection(fd);
   PrintCpuSection(fd);
   PrintClassSection(g_snapshot_central, fd);

@@ -34,6 +34,23 @@ struct AllocatorStats {
   uint64_t resident_bytes;          // the process's RSS, read from the kernel
 };
 
+// The release policy and what it did (rseqmalloc_release_stats).
+struct ReleaseStats {
+  uint64_t release_delay_ms;
+  uint64_t retained_cap_bytes;
+  uint64_t waiting_bytes;
+  uint64_t next_release_in_ms;  // UINT64_MAX: nothing waits
+  uint64_t released_expired_bytes;
+  uint64_t released_growth_bytes;
+  uint64_t released_cap_bytes;
+  uint64_t released_trim_bytes;
+  uint64_t background_running;
+  uint64_t background_wakeups;
+  uint64_t background_passes;
+  uint64_t background_released_bytes;
+};
+ReleaseStats SnapshotReleaseStats();
+
 // One consistent snapshot of every layer (CentralStats is too large for a
 // small thread's stack, so the snapshot uses one static buffer under a lock).
 AllocatorStats SnapshotStats();

@@ -40,6 +40,7 @@ rseqmalloc_mode
 rseqmalloc_owns
 rseqmalloc_stats_print
 rseqmalloc_get_stats
+rseqmalloc_get_release_stats
 rseqmalloc_version
 vfork
 clone

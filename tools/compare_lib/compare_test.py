@@ -33,6 +33,14 @@ class PlanTest(unittest.TestCase):
         self.assertEqual([c.threads for c in cases if c.workload.name == "memory_64threads"],
                          [64])
 
+    def test_idle_release_runs_only_on_request_once(self):
+        self.assertIn("idle_release", plan.WORKLOAD_NAMES)
+        self.assertNotIn("idle_release", plan.DEFAULT_WORKLOAD_NAMES)
+        cases = plan.make_cases(["idle_release"], [1, 2, 16], quick=False)
+        self.assertEqual([c.threads for c in cases], [4])
+        self.assertFalse(cases[0].workload.higher)
+        self.assertEqual(report._metric_text(cases[0], 20480), "20.0MiB")
+
     def test_quick_is_smaller_and_explicit_sizes_win(self):
         quick = plan.make_cases(plan.WORKLOAD_NAMES, [1, 2], quick=True)
         full = plan.make_cases(plan.WORKLOAD_NAMES, [1, 2, 16], quick=False)

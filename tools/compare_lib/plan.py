@@ -14,10 +14,13 @@ class Workload:
     for a normal and for a --quick run. sizes: sizes to sweep (pair only).
     threads: how a requested thread count maps to the program's (None:
     dropped). binary: the bench/ program (default: the name), so that one
-    program can run as several workloads with different fixed arguments."""
+    program can run as several workloads with different fixed arguments.
+    default: part of a run that names no workloads (False: only on request,
+    for workloads that mostly sleep)."""
 
     def __init__(self, name, what, metric, higher, args, quick_args,
-                 sizes=None, quick_sizes=None, threads=None, binary=None):
+                 sizes=None, quick_sizes=None, threads=None, binary=None, default=True):
+        self.default = default
         self.name = name
         self.binary = binary or name  # the program in bench/ that runs it
         self.what = what
@@ -84,7 +87,15 @@ WORKLOADS = [
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
              threads=lambda t: 64),
 ]
+WORKLOADS += [
+    Workload("idle_release",
+             "4 threads fill 512 MiB of mixed sizes, free all but 16 MiB, then the "
+             "program sleeps 10 s; RSS at the end (less is better)",
+             "rss_idle_end_kib", False, ["--ms", "10000"], ["--ms", "10000", "--mib", "128"],
+             threads=lambda t: 4, default=False),
+]
 WORKLOAD_NAMES = [w.name for w in WORKLOADS]
+DEFAULT_WORKLOAD_NAMES = [w.name for w in WORKLOADS if w.default]
 # The bench/ programs the workloads need (some run under several names).
 BINARIES = sorted({w.binary for w in WORKLOADS})
 

@@ -5,7 +5,8 @@ import csv
 import statistics
 
 RAW_FIELDS = ["seconds", "ops", "ops_per_sec", "peak_rss_kib", "final_rss_kib",
-              "live_kib", "live_rss_kib", "rss_over_live", "malloc_libs"]
+              "live_kib", "live_rss_kib", "rss_over_live",
+              "rss_1000ms_kib", "rss_5000ms_kib", "rss_idle_end_kib", "malloc_libs"]
 
 class Run:
     def __init__(self, rep, case, alloc, status, fields, wall, other_cpu, command):
@@ -110,6 +111,8 @@ def _cell(summary, value_text, vs_best, vs_glibc):
 def _metric_text(case, value):
     if case.workload.metric == "seconds":
         return "%.3gs" % value
+    if case.workload.metric.endswith("_kib"):
+        return "%.1fMiB" % (value / 1024)
     return human(value, "/s")
 
 
@@ -121,7 +124,16 @@ def tables(cases, allocators, summaries):
     for c in cases:
         if c.workload.metric == "seconds" and c.workload.name not in timed:
             timed.append(c.workload.name)
-    unit = "median ops/s (%s: seconds)" % ", ".join(timed) if timed else "median ops/s"
+    resident = []
+    for c in cases:
+        if c.workload.metric.endswith("_kib") and c.workload.name not in resident:
+            resident.append(c.workload.name)
+    notes = []
+    if timed:
+        notes.append("%s: seconds" % ", ".join(timed))
+    if resident:
+        notes.append("%s: resident MiB at the end" % ", ".join(resident))
+    unit = "median ops/s (%s)" % "; ".join(notes) if notes else "median ops/s"
     speed = ["Speed: %s, then (ratio to the best peer, ratio to glibc); a ratio > 1 is "
              "faster." % unit, "", head, rule]
     memory = ["Peak RSS: median, then (ratio to the best peer, ratio to glibc); "

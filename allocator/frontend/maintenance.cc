@@ -1,0 +1,203 @@
+#include "allocator/frontend/maintenance.h"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/single_threaded.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allocator/central_heap.h"
+#include "allocator/frontend/cpu_cache.h"
+#include "allocator/frontend/shared_tls_child.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Cache passes run at most this often (the per-CPU idle period is the same).
+constexpr uint64_t kPassNs = 1'000'000'000;
+// Sleeps end this much after a page deadline: the page heap stamps with the
+// coarse clock, which trails the futex's clock by up to a tick.
+constexpr uint64_t kCoarseClockSlackNs = 5'000'000;
+constexpr size_t kStackBytes = 256 * 1024;
+
+enum State : uint8_t { kDisabled, kNotStarted, kStarting, kRunning, kFailed };
+
+std::atomic<uint8_t> g_state{kDisabled};
+// The futex word: bumped by every wake-up request.
+std::atomic<uint32_t> g_wake_word{0};
+// When the sleeping thread means to wake (UINT64_MAX: not before it is
+// woken); 0 while it is awake. The page heap's deadline hook wakes it when
+// the new deadline comes earlier.
+std::atomic<uint64_t> g_sleep_until{0};
+
+std::atomic<uint64_t> g_wakeups{0};
+std::atomic<uint64_t> g_passes{0};
+std::atomic<uint64_t> g_released{0};
+std::atomic<uint64_t> g_transfer_returned{0};
+std::atomic<uint64_t> g_ids_drained{0};
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Sleeps until the word changes or, unless `until` is UINT64_MAX, until that
+// CLOCK_MONOTONIC time.
+void SleepUntil(uint32_t seen, uint64_t until) {
+  timespec abs;
+  timespec* timeout = nullptr;
+  if (until != UINT64_MAX) {
+    abs.tv_sec = static_cast<time_t>(until / 1'000'000'000);
+    abs.tv_nsec = static_cast<long>(until % 1'000'000'000);
+    timeout = &abs;
+  }
+  // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time.
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&g_wake_word), FUTEX_WAIT_BITSET_PRIVATE, seen,
+          timeout, nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+void Wake() {
+  g_wake_word.fetch_add(1, std::memory_order_seq_cst);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&g_wake_word), FUTEX_WAKE_PRIVATE, 1, nullptr,
+          nullptr, 0);
+}
+
+uint64_t WakeTimeFor(uint64_t deadline) {
+  return deadline == UINT64_MAX ? UINT64_MAX : deadline + kCoarseClockSlackNs;
+}
+
+// The page heap got a release deadline after none: a thread asleep past it
+// must look. Runs inside the allocator, without locks.
+void OnDeadlineAppeared() {
+  uint64_t until = g_sleep_until.load(std::memory_order_seq_cst);
+  if (until == 0 || WakeTimeFor(NextPageReleaseDeadline()) >= until) return;
+  if (g_sleep_until.compare_exchange_strong(until, 0, std::memory_order_seq_cst)) Wake();
+}
+
+// Cache housekeeping; true when caches still hold objects afterwards (the
+// next pass may return them).
+bool CachePass() {
+  CpuCache::MaintainAll();
+  g_ids_drained.fetch_add(static_cast<uint64_t>(CpuCache::DrainIdleIfDue()),
+                          std::memory_order_relaxed);
+  g_transfer_returned.fetch_add(ReturnIdleTransferObjects(), std::memory_order_relaxed);
+  g_passes.fetch_add(1, std::memory_order_relaxed);
+  return GetCpuCacheTotals().cached_bytes != 0 || TransferCacheObjects() != 0;
+}
+
+void* Main(void*) {
+  prctl(PR_SET_NAME, "rseqmalloc-bg", 0, 0, 0);
+  uint64_t next_pass = MonotonicNs() + kPassNs;
+  bool caches_hold = true;
+  for (;;) {
+    uint32_t seen = g_wake_word.load(std::memory_order_seq_cst);
+    uint64_t now = MonotonicNs();
+    if (now >= next_pass) {
+      caches_hold = CachePass();
+      next_pass = now + kPassNs;
+    }
+    uint64_t released = 0;
+    uint64_t wake = WakeTimeFor(ReleaseExpiredPages(&released));
+    g_released.fetch_add(released, std::memory_order_relaxed);
+    // Passes only while caches hold something to give back.
+    if (caches_hold && next_pass < wake) wake = next_pass;
+
+    // Say when we wake, then look at the deadline once more: a free that
+    // gave the heap a deadline after our look either is seen here or sees
+    // our time in its hook (both sides are sequentially consistent).
+    g_sleep_until.store(wake, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (WakeTimeFor(NextPageReleaseDeadline()) < wake) {
+      g_sleep_until.store(0, std::memory_order_relaxed);
+      continue;
+    }
+    SleepUntil(seen, wake);
+    g_sleep_until.store(0, std::memory_order_relaxed);
+    g_wakeups.fetch_add(1, std::memory_order_relaxed);
+    if (wake == UINT64_MAX) {
+      // Woken by frees after an idle spell: the caches are in use again.
+      caches_hold = true;
+      next_pass = MonotonicNs() + kPassNs;
+    }
+  }
+  return nullptr;
+}
+
+bool WorthStarting() {
+  // Only a process that already has a second thread (see the header).
+  if (__libc_single_threaded) return false;
+  return NextPageReleaseDeadline() != UINT64_MAX;
+}
+
+void Start() {
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) {
+    g_state.store(kFailed, std::memory_order_relaxed);
+    return;
+  }
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, kStackBytes);
+  // The thread inherits the mask: no signal handler of the program ever
+  // runs on it.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t tid;
+  int rc = pthread_create(&tid, &attr, Main, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    g_state.store(kFailed, std::memory_order_relaxed);
+    return;
+  }
+  SetBackgroundPageRelease(true);
+  g_state.store(kRunning, std::memory_order_release);
+}
+
+}  // namespace
+
+std::atomic<uint8_t> g_maintenance_attention{0};
+
+void ConfigureMaintenance(bool allowed) {
+  if (!allowed) return;
+  SetPageReleaseDeadlineHook(OnDeadlineAppeared);
+  g_state.store(kNotStarted, std::memory_order_relaxed);
+  g_maintenance_attention.store(1, std::memory_order_release);
+}
+
+void AttendMaintenance() {
+  if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
+  // A vfork child shares our memory and TLS: it must not start threads.
+  if (MayShareTlsWithChild() || !WorthStarting()) return;
+  uint8_t expected = kNotStarted;
+  if (!g_state.compare_exchange_strong(expected, kStarting)) return;
+  g_maintenance_attention.store(0, std::memory_order_relaxed);
+  Start();  // allocates (the thread's TLS): this call re-enters, at depth 0
+}
+
+void MaintenanceAfterForkChild() {
+  g_sleep_until.store(0, std::memory_order_relaxed);
+  uint8_t state = g_state.load(std::memory_order_relaxed);
+  if (state == kRunning || state == kStarting) {
+    SetBackgroundPageRelease(false);
+    g_state.store(kNotStarted, std::memory_order_relaxed);
+    g_maintenance_attention.store(1, std::memory_order_relaxed);
+  }
+}
+
+MaintenanceStats GetMaintenanceStats() {
+  MaintenanceStats s;
+  s.running = g_state.load(std::memory_order_relaxed) == kRunning;
+  s.wakeups = g_wakeups.load(std::memory_order_relaxed);
+  s.passes = g_passes.load(std::memory_order_relaxed);
+  s.released_bytes = g_released.load(std::memory_order_relaxed);
+  s.transfer_objects_returned = g_transfer_returned.load(std::memory_order_relaxed);
+  s.ids_drained = g_ids_drained.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace rseqmalloc::internal
