@@ -119,6 +119,7 @@ void CentralFreeList::GetStatsLocked(CentralFreeListStats* out) const {
   out->spans = spans_;
   out->free_objects = free_objects_;
   out->out_objects = spans_ * objects_per_span_ - free_objects_;
+  out->lock_contended = lock_.contended();
 }
 
 }  // namespace rseqmalloc::internal

@@ -26,6 +26,7 @@ struct CentralFreeListStats {
   uint64_t spans;         // slabs of this class
   uint64_t free_objects;  // free in those slabs, carved or not
   uint64_t out_objects;   // handed out of the slabs (to transfer caches or callers)
+  uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
 };
 
 class CentralFreeList {

@@ -161,6 +161,8 @@ void GetCentralStats(CentralStats* out) {
     k.central_free_objects = c.free_objects;
     k.transfer_objects = t.objects;
     k.in_use_objects = static_cast<uint64_t>(t.outstanding);
+    k.transfer_lock_contended = t.lock_contended;
+    k.central_lock_contended = c.lock_contended;
     out->central_free_bytes += k.central_free_objects * size;
     out->transfer_cache_bytes += k.transfer_objects * size;
     out->small_in_use_bytes += k.in_use_objects * size;

@@ -31,6 +31,8 @@ struct CentralClassStats {
   uint64_t central_free_objects;  // free in the slabs (carved or not)
   uint64_t transfer_objects;      // in the transfer cache
   uint64_t in_use_objects;        // handed out by RemoveBatch, not returned
+  uint64_t transfer_lock_contended;  // acquisitions of its locks that had to
+  uint64_t central_lock_contended;   //   wait, since the start
 };
 
 struct CentralStats {

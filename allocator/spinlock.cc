@@ -20,6 +20,7 @@ inline void CpuRelax() {
 }  // namespace
 
 void SpinLock::SlowLock() {
+  contended_.fetch_add(1, std::memory_order_relaxed);
   for (int i = 0; i < kSpinIterations; ++i) {
     if (state_.load(std::memory_order_relaxed) == 0) {
       uint32_t expected = 0;

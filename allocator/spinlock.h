@@ -59,11 +59,16 @@ class SpinLock {
   // For tests and assertions only: racy by nature.
   bool IsHeld() const { return state_.load(std::memory_order_relaxed) != 0; }
 
+  // Acquisitions that found the lock held (counted on the slow path only,
+  // so the uncontended Lock costs nothing more); for the statistics report.
+  uint64_t contended() const { return contended_.load(std::memory_order_relaxed); }
+
  private:
   void SlowLock();
   void Wake();
 
   std::atomic<uint32_t> state_{0};
+  std::atomic<uint64_t> contended_{0};
 };
 
 class SpinLockHolder {

@@ -47,6 +47,27 @@ TEST(SpinLock, MutualExclusionUnderContention) {
 
 // fork_while_locked: the child inherits a held lock and must be able to
 // unlock and re-take it (what UnlockAllAfterFork relies on).
+// A waiter is counted once, when it finds the lock held; the uncontended
+// acquisitions before and after are not.
+TEST(SpinLock, CountsAcquisitionsThatWaited) {
+  static SpinLock lock;
+  lock.Lock();
+  lock.Unlock();
+  EXPECT_EQ(lock.contended(), 0u);
+  lock.Lock();
+  std::thread waiter([] {
+    lock.Lock();
+    lock.Unlock();
+  });
+  while (lock.contended() == 0) std::this_thread::yield();
+  lock.Unlock();
+  waiter.join();
+  EXPECT_EQ(lock.contended(), 1u);
+  lock.Lock();
+  lock.Unlock();
+  EXPECT_EQ(lock.contended(), 1u);
+}
+
 TEST(SpinLock, ForkWhileLocked) {
   g_global_lock.Lock();
   pid_t pid = fork();

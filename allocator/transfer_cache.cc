@@ -94,6 +94,7 @@ void TransferCache::GetStatsLocked(TransferCacheStats* out) const {
   out->objects = static_cast<uint64_t>(count_);
   out->capacity = static_cast<uint64_t>(capacity_);
   out->outstanding = outstanding_;
+  out->lock_contended = lock_.contended();
 }
 
 }  // namespace rseqmalloc::internal

@@ -33,6 +33,7 @@ struct TransferCacheStats {
   uint64_t objects;     // cached now
   uint64_t capacity;    // objects it may hold
   int64_t outstanding;  // handed out by RemoveRange and not yet given back
+  uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
 };
 
 class TransferCache {

@@ -82,6 +82,9 @@ int g_num_ids = 0;
 uint64_t g_budget_bytes = 0;
 std::atomic<int64_t> g_next_idle_scan_ns{0};
 std::atomic<uint64_t> g_class_misses[kNumClasses];
+// Per victim class: capacity stolen, batches evicted (CpuCache::LossesOf).
+std::atomic<uint64_t> g_class_steals[kNumClasses];
+std::atomic<uint64_t> g_class_evictions[kNumClasses];
 
 int64_t NowNs() {
   timespec ts;
@@ -122,6 +125,7 @@ uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
     if (removed != 0) {
       freed += static_cast<uint64_t>(removed) * size;
       ++state.steals;
+      g_class_steals[cls].fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     if (state.interval_misses[cls] != 0 || fill.cached == 0) continue;
@@ -131,6 +135,7 @@ uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
     if (got != 0) {
       freed += got;
       ++state.evictions;
+      g_class_evictions[cls].fetch_add(1, std::memory_order_relaxed);
     }
   }
   return freed;
@@ -352,6 +357,12 @@ CpuCache::IdStats CpuCache::StatsOf(int id) {
 
 uint64_t CpuCache::ClassMisses(uint32_t cls) {
   return cls < kNumClasses ? g_class_misses[cls].load(std::memory_order_relaxed) : 0;
+}
+
+CpuCache::ClassLosses CpuCache::LossesOf(uint32_t cls) {
+  if (cls >= kNumClasses) return {};
+  return {g_class_steals[cls].load(std::memory_order_relaxed),
+          g_class_evictions[cls].load(std::memory_order_relaxed)};
 }
 
 FrontEndTotals CpuCache::Totals() {

@@ -97,6 +97,14 @@ class CpuCache {
   static IdStats StatsOf(int id);
   // Misses of one class over every id, since the start.
   static uint64_t ClassMisses(uint32_t cls);
+  // Over every id, since the start: how often the class lost unused
+  // capacity to another class, and how many batches of its cached objects
+  // were evicted for another class.
+  struct ClassLosses {
+    uint64_t steals;
+    uint64_t evictions;
+  };
+  static ClassLosses LossesOf(uint32_t cls);
   // pthread_atfork: every id's slow-path lock, in id order.
   static void LockForFork();
   static void UnlockAfterFork();

@@ -41,6 +41,23 @@ uint64_t Evictions() {
   return n;
 }
 
+// The same events counted per victim class (the report's columns).
+uint64_t ClassEvictions() {
+  uint64_t n = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += CpuCache::LossesOf(cls).evictions;
+  return n;
+}
+uint64_t IdSteals() {
+  uint64_t n = 0;
+  for (int id = 0; id < CpuCache::NumIds(); ++id) n += CpuCache::StatsOf(id).steals;
+  return n;
+}
+uint64_t ClassSteals() {
+  uint64_t n = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += CpuCache::LossesOf(cls).steals;
+  return n;
+}
+
 uint64_t Misses(int id) {
   CpuCache::IdStats s = CpuCache::StatsOf(id);
   return s.underflows + s.overflows;
@@ -152,6 +169,10 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   if (room < kBurst * ClassToSize(new_cls)) {
     EXPECT_GT(Evictions(), evictions_before);
   }
+  // Per id and per victim class, the same events (this test's thread is
+  // the only one allocating).
+  EXPECT_EQ(ClassEvictions(), Evictions());
+  EXPECT_EQ(ClassSteals(), IdSteals());
   EXPECT_LE(CpuCache::StatsOf(id).capacity_bytes, budget);
   for (auto& r : reserve) {
     for (void* p : r) Free(p);

@@ -136,13 +136,20 @@ namespace {
 void PrintClassSection(const CentralStats& central, int fd) {
   LogLine line;
   line.Str("  per size class (\"out\": held by the program or a front-end cache):\n").Flush(fd);
-  line.Str("    class     size    slabs     out  transfer  central  cpu misses\n").Flush(fd);
+  line.Str("  (cpu: misses, capacity stolen from it, batches evicted from it; lock waits:"
+           " transfer cache, central list)\n").Flush(fd);
+  line.Str("    class     size    slabs     out  transfer  central  cpu misses  stolen"
+           "  evicted  waits tc  waits cl\n").Flush(fd);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     const CentralClassStats& c = central.per_class[cls];
-    if (c.spans == 0 && c.transfer_objects == 0) continue;
+    const uint64_t misses = CpuCache::ClassMisses(cls);
+    if (c.spans == 0 && c.transfer_objects == 0 && misses == 0) continue;
+    const CpuCache::ClassLosses lost = CpuCache::LossesOf(cls);
     line.Str("    ").PaddedDec(cls, 5).PaddedDec(c.size, 9).PaddedDec(c.spans, 9)
         .PaddedDec(c.in_use_objects, 8).PaddedDec(c.transfer_objects, 10)
-        .PaddedDec(c.central_free_objects, 9).PaddedDec(CpuCache::ClassMisses(cls), 12)
+        .PaddedDec(c.central_free_objects, 9).PaddedDec(misses, 12)
+        .PaddedDec(lost.steals, 8).PaddedDec(lost.evictions, 9)
+        .PaddedDec(c.transfer_lock_contended, 10).PaddedDec(c.central_lock_contended, 10)
         .Str("\n").Flush(fd);
   }
 }
