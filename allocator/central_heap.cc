@@ -74,6 +74,9 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
   g_transfer[cls].InsertRange(items, n);
 }
 
+// calloc-sized blocks from this size up are zeroed by madvise, not memset.
+constexpr size_t kZeroByReleaseBytes = size_t{2} << 20;
+
 void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
   InitCentralHeap();
   if (align < kPageSize) align = kPageSize;
@@ -82,7 +85,17 @@ void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
   }
   Span* span = g_page_heap.New(PagesFor(size), kLargeClass, align >> kPageShift);
   if (span == nullptr) return nullptr;
-  if (zeroed != nullptr) *zeroed = span->was_returned;
+  if (zeroed != nullptr) {
+    *zeroed = span->was_returned;
+    // A big block on resident pages (freed recently, kept for reuse) is
+    // zeroed by giving its pages back rather than by writing them: the
+    // caller touches only what it uses, and its RSS starts at zero, as with
+    // the fresh mapping glibc would give it. Below the threshold memset is
+    // cheaper than the faults that follow.
+    if (!*zeroed && span->bytes() >= kZeroByReleaseBytes) {
+      *zeroed = SystemRelease(span->start(), span->bytes());
+    }
+  }
   return span->start();
 }
 

@@ -26,7 +26,9 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
     ReleaseGoal goal;
     lock_.Lock();
     Span* span = TryNewLocked(n, cls, align_pages, &no_fit);
-    bool long_backed = !long_backed_.empty();
+    // Free resident pages up to what is in use are the reuse pool; only
+    // beyond that does growth give old long runs back first.
+    bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
     if (span != nullptr && now != 0 && WantsSweepLocked(now)) {
       sweep = true;
       goal = SweepGoalLocked(now);

@@ -29,10 +29,12 @@
 //     next_release_deadline()); otherwise, and when that thread is more than
 //     kLateReleaseNs late, the next New / Delete that finds the deadline
 //     passed.
-//   * Growth returns long runs first: when no free span fits and the heap
-//     must take fresh pages, backed runs longer than kMaxPages (oldest
-//     first, none of which fit) covering the request go back before the
-//     heap grows, once per New. Such runs are what a program of large
+//   * Growth returns long runs first: when no free span fits, the heap
+//     must take fresh pages and its free resident pages outnumber the
+//     pages in use, backed runs longer than kMaxPages (oldest first, none
+//     of which fit) covering the request go back before the heap grows,
+//     once per New. Free resident pages up to what is in use are left
+//     alone: they are the pool a program of large blocks reuses. Such runs are what a program of large
 //     blocks of changing sizes leaves behind; without this its RSS grows by
 //     every size it ever used. Short backed spans stay: they are what the
 //     size classes reuse, and returning them on every fault was measured to

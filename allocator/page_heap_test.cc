@@ -380,11 +380,10 @@ TEST(PageHeap, GrowthReturnsOldestLongBackedRunsFirst) {
   g_growth.SetClock(FakeNow);
   g_growth.SetReleaseDelay(1000 * kSecond);
   uint64_t t0 = g_fake_now.load();
-  // Three long runs and their guards fill one growth unit; a filler takes
-  // what is left of it, so nothing fresh is free.
-  constexpr size_t kRun = kGrowPages * 3 / 10;
+  // One growth unit holds three long runs, a short one and their guards;
+  // the two pages left over fit nothing.
+  constexpr size_t kRun = (kGrowPages - 3 - kMaxPages - 1 - 2) / 3;
   static_assert(kRun > kMaxPages, "the runs must be long");
-  constexpr size_t kLeft = kGrowPages - 3 * (kRun + 1);
   Span* spans[3];
   Span* guards[3];  // in use: the freed spans cannot merge
   for (int i = 0; i < 3; ++i) {
@@ -393,18 +392,13 @@ TEST(PageHeap, GrowthReturnsOldestLongBackedRunsFirst) {
     ASSERT_TRUE(spans[i] && guards[i]);
     memset(spans[i]->start(), 1, spans[i]->bytes());
   }
-  Span* filler = g_growth.New(kLeft, kLargeClass);
-  ASSERT_NE(filler, nullptr);
-  Span* short_span = g_growth.New(kMaxPages, kLargeClass);  // grows: a second unit
-  ASSERT_NE(short_span, nullptr);
-  memset(short_span->start(), 2, short_span->bytes());
+  Span* short_span = g_growth.New(kMaxPages, kLargeClass);
   Span* short_guard = g_growth.New(1, kLargeClass);
-  ASSERT_NE(short_guard, nullptr);
+  ASSERT_TRUE(short_span && short_guard);
+  memset(short_span->start(), 2, short_span->bytes());
   PageHeapStats st;
   g_growth.GetStats(&st);
-  // Fill the rest of the second unit too.
-  Span* filler2 = g_growth.New(st.free_returned_bytes / kPageSize, kLargeClass);
-  ASSERT_NE(filler2, nullptr);
+  ASSERT_EQ(st.total_bytes, kGrowPages * kPageSize);
 
   void* youngest = spans[2]->start();
   void* short_start = short_span->start();
@@ -414,15 +408,24 @@ TEST(PageHeap, GrowthReturnsOldestLongBackedRunsFirst) {
     g_fake_now.store(t0 + static_cast<uint64_t>(i + 1) * kSecond);
     g_growth.Delete(spans[i]);
   }
+  // Far more free resident pages than pages in use: growth gives back.
   Span* big = g_growth.New(kRun * 3 / 2, kLargeClass);  // fits no free span
   ASSERT_NE(big, nullptr);
   g_growth.GetStats(&st);
   EXPECT_EQ(st.released_growth_bytes, 2 * kRun * kPageSize);  // the two oldest long runs
   EXPECT_EQ(ResidentBytes(youngest, kRun * kPageSize), kRun * kPageSize);
   EXPECT_EQ(ResidentBytes(short_start, kMaxPages * kPageSize), kMaxPages * kPageSize);
+
+  // With as many pages in use as free and resident, growth gives nothing
+  // back: that pool is what the program reuses.
+  Span* other = g_growth.New(kRun * 2, kLargeClass);  // fits nothing either
+  ASSERT_NE(other, nullptr);
+  g_growth.GetStats(&st);
+  EXPECT_EQ(st.released_growth_bytes, 2 * kRun * kPageSize);
+  EXPECT_EQ(ResidentBytes(youngest, kRun * kPageSize), kRun * kPageSize);
+
   g_growth.Delete(big);
-  g_growth.Delete(filler);
-  g_growth.Delete(filler2);
+  g_growth.Delete(other);
   g_growth.Delete(short_guard);
   for (Span* g : guards) g_growth.Delete(g);
   ExpectBalanced(&g_growth);

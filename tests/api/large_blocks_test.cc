@@ -185,6 +185,29 @@ TEST(Calloc, SparseBlockLargerThanHalfOfMemory) {
   free(p);
 }
 
+// A big block freed a moment ago keeps its pages resident (the page heap
+// releases them only after a delay). A calloc that reuses them gives them
+// back instead of writing zeros into them: only what the caller then
+// touches becomes resident, as with a fresh mapping.
+TEST(Calloc, ReusedResidentBigBlockIsZeroedWithoutWriting) {
+#ifdef RSEQMALLOC_TEST_GLIBC
+  GTEST_SKIP() << "glibc unmaps a freed 64 MiB block: there is nothing resident to reuse";
+#endif
+  constexpr size_t kSize = 64 * kMiB;
+  void* dirty = malloc(kSize);
+  ASSERT_NE(dirty, nullptr);
+  memset(dirty, 0xab, kSize);
+  free(dirty);
+  const size_t rss_before = CurrentRssBytes();
+  auto* p = static_cast<unsigned char*>(calloc(1, kSize));
+  ASSERT_NE(p, nullptr);
+  const size_t rss_after = CurrentRssBytes();
+  EXPECT_LT(rss_after + 32 * kMiB, rss_before)
+      << "RSS " << rss_before / kMiB << " MiB before the calloc, " << rss_after / kMiB << " after";
+  for (size_t i = 0; i < kSize; i += 4096) ASSERT_EQ(p[i], 0) << i;
+  free(p);
+}
+
 // The other side of the same bookkeeping: a large block whose pages were
 // used and freed must be zeroed again, whatever state its pages are in.
 TEST(Calloc, ReusedLargeBlocksAreZeroed) {
