@@ -98,7 +98,7 @@ void PageHeap::Delete(Span* span) {
     span->freelist = nullptr;
     span->location = SpanLocation::kFreeBacked;
     span->free_since_ns = now;
-    MergeAndInsert(span);
+    MergeAndInsert(span, /*absorb_returned=*/true);
     sweep = WantsSweepLocked(now);
     if (sweep) goal = SweepGoalLocked(now);
     appeared = TakeDeadlineAppearedLocked();
@@ -172,7 +172,7 @@ bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
   large_pages_ -= tail->num_pages;
   span->num_pages = n;
   SetBoundaries(span);
-  MergeAndInsert(tail);
+  MergeAndInsert(tail, /*absorb_returned=*/true);
   return true;
 }
 
@@ -396,20 +396,41 @@ uint64_t MeanStamp(const Span* a, const Span* b) {
 
 }  // namespace
 
-void PageHeap::MergeAndInsert(Span* span) {
+// Whether `other` (a neighbour of the free span `span`) merges with it:
+// same state, or a returned run no longer than a span the program freed,
+// absorbed by it when the result is long. The whole then counts as resident
+// (its returned pages cost nothing until touched and go back again with
+// it). Without this, returned pieces between resident runs fragmented the
+// heap of `large` with 8 threads: each big request found no fit, gave pages
+// back and faulted fresh ones (0.05-0.08 of tcmalloc). A bigger returned
+// neighbour, such as the untouched rest of a growth unit, stays apart: a
+// small free must not make megabytes of fresh pages count as resident.
+bool PageHeap::Mergeable(const Span* span, const Span* other, bool absorb_returned) const {
+  if (other == nullptr || other->owner != this) return false;
+  if (other->location == span->location) return true;
+  return absorb_returned && span->location == SpanLocation::kFreeBacked &&
+         other->location == SpanLocation::kFreeReturned && other->num_pages <= span->num_pages &&
+         span->num_pages + other->num_pages > kMaxPages;
+}
+
+void PageHeap::MergeAndInsert(Span* span, bool absorb_returned) {
   bool backed = span->location == SpanLocation::kFreeBacked;
   Span* prev = g_pagemap.GetSpan(span->first_page - 1);
-  if (prev != nullptr && prev->owner == this && prev->location == span->location) {
+  if (Mergeable(span, prev, absorb_returned)) {
     RemoveFree(prev);
-    if (backed) span->free_since_ns = MeanStamp(prev, span);
+    if (backed && prev->location == SpanLocation::kFreeBacked) {
+      span->free_since_ns = MeanStamp(prev, span);
+    }
     span->first_page = prev->first_page;
     span->num_pages += prev->num_pages;
     DeleteSpan(prev);
   }
   Span* next = g_pagemap.GetSpan(span->first_page + span->num_pages);
-  if (next != nullptr && next->owner == this && next->location == span->location) {
+  if (Mergeable(span, next, absorb_returned)) {
     RemoveFree(next);
-    if (backed) span->free_since_ns = MeanStamp(next, span);
+    if (backed && next->location == SpanLocation::kFreeBacked) {
+      span->free_since_ns = MeanStamp(next, span);
+    }
     span->num_pages += next->num_pages;
     DeleteSpan(next);
   }

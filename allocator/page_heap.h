@@ -8,7 +8,9 @@
 //
 // Allocation splits the chosen span and keeps the remainder free in the same
 // state. Freeing coalesces with free neighbours of the same state (backed
-// with backed, returned with returned), found through the pagemap entries of
+// with backed, returned with returned) and, for a span the program frees,
+// with a returned neighbour no longer than itself when the result is long
+// (Mergeable in page_heap.cc says why), found through the pagemap entries of
 // the pages just before and after the span. Every page the heap ever got from
 // the system belongs to exactly one live span at all times, and the pagemap
 // holds that span for each span's first and last page, which is what makes
@@ -189,7 +191,11 @@ class PageHeap {
   bool TrimTo(Span* span, uintptr_t first_page, size_t n);
   void Register(Span* span, uint32_t cls);
   void SetBoundaries(Span* span);
-  void MergeAndInsert(Span* span);
+  // Coalesces a free span with its free neighbours and files it.
+  // absorb_returned: a span the program freed also takes in returned
+  // neighbours when the result is long (Mergeable).
+  void MergeAndInsert(Span* span, bool absorb_returned = false);
+  bool Mergeable(const Span* span, const Span* other, bool absorb_returned) const;
   void InsertFree(Span* span);
   void RemoveFree(Span* span);
   SpanList* ListFor(const Span* span);

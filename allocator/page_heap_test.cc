@@ -20,7 +20,7 @@ namespace {
 
 // Heaps must outlive their memory, so each test gets its own static heap.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_cap, g_release, g_random, g_owner_a,
-    g_owner_b, g_reuse, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing;
+    g_owner_b, g_reuse, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing, g_absorb;
 
 // The injected clock of the release-policy tests.
 std::atomic<uint64_t> g_fake_now{1'000'000'000};
@@ -274,6 +274,55 @@ TEST(PageHeap, FreedSpanStaysBackedForTheDelayThenGoesBack) {
   EXPECT_EQ(st.released_expired_bytes, bytes);
   EXPECT_EQ(st.next_release_ns, kNoDeadline);
   ExpectBalanced(&g_timed);
+}
+
+// A span the program frees takes in a returned neighbour no longer than
+// itself when the result is long (returned pieces between resident runs
+// fragmented big requests); a longer returned neighbour, a short result, or
+// a span returned by the heap itself keep the states apart.
+TEST(PageHeap, FreedLongSpanAbsorbsShorterReturnedNeighbour) {
+  g_absorb.SetClock(FakeNow);
+  g_absorb.SetReleaseDelay(kSecond);
+  uint64_t t0 = g_fake_now.load();
+  Span* a = g_absorb.New(200, kLargeClass);
+  Span* b = g_absorb.New(100, kLargeClass);
+  Span* guard1 = g_absorb.New(1, kLargeClass);
+  Span* c = g_absorb.New(50, kLargeClass);
+  Span* d = g_absorb.New(100, kLargeClass);
+  Span* guard2 = g_absorb.New(1, kLargeClass);
+  ASSERT_TRUE(a && b && guard1 && c && d && guard2);
+  g_fake_now.store(t0);
+  g_absorb.Delete(b);
+  g_absorb.Delete(d);
+  g_fake_now.store(t0 + 2 * kSecond);
+  g_absorb.ReleaseExpired();  // b and d are returned now
+  PageHeapStats st;
+  g_absorb.GetStats(&st);
+  const uint64_t returned_before = st.free_returned_bytes;
+  const uint64_t spans_before = st.free_spans;
+  EXPECT_EQ(st.free_backed_bytes, 0u);
+
+  g_absorb.Delete(a);  // 200 pages next to the returned 100: one resident run
+  g_absorb.GetStats(&st);
+  EXPECT_EQ(st.free_backed_bytes, 300 * kPageSize);
+  EXPECT_EQ(st.free_returned_bytes, returned_before - 100 * kPageSize);
+  EXPECT_EQ(st.free_spans, spans_before);
+
+  g_absorb.Delete(c);  // 50 pages next to the returned 100: apart
+  g_absorb.GetStats(&st);
+  EXPECT_EQ(st.free_backed_bytes, 350 * kPageSize);
+  EXPECT_EQ(st.free_returned_bytes, returned_before - 100 * kPageSize);
+  EXPECT_EQ(st.free_spans, spans_before + 1);
+
+  // The merged run serves a request as long as both parts together.
+  Span* whole = g_absorb.New(300, kLargeClass);
+  ASSERT_NE(whole, nullptr);
+  g_absorb.GetStats(&st);
+  EXPECT_EQ(st.free_backed_bytes, 50 * kPageSize);
+  g_absorb.Delete(whole);
+  g_absorb.Delete(guard1);
+  g_absorb.Delete(guard2);
+  ExpectBalanced(&g_absorb);
 }
 
 // One sweep also takes what would expire within an eighth of the delay, and
