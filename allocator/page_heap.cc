@@ -22,20 +22,16 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
   for (;;) {
     uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
     bool no_fit = false;
-    bool sweep = false;
-    ReleaseGoal goal;
+    PendingWork work;
     lock_.Lock();
     Span* span = TryNewLocked(n, cls, align_pages, &no_fit);
     // Free resident pages up to what is in use are the reuse pool; only
     // beyond that does growth give old long runs back first.
     bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
-    if (span != nullptr && now != 0 && WantsSweepLocked(now)) {
-      sweep = true;
-      goal = SweepGoalLocked(now);
-    }
+    if (span != nullptr && now != 0) work = SweepDueLocked(now);
     lock_.Unlock();
     if (span != nullptr) {
-      if (sweep) Release(goal);
+      DoPendingWork(work);
       return span;
     }
     if (!no_fit) return nullptr;  // metadata exhausted
@@ -79,9 +75,7 @@ Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* n
 
 void PageHeap::Delete(Span* span) {
   uint64_t now = Now();
-  bool sweep;
-  bool appeared;
-  ReleaseGoal goal;
+  PendingWork work;
   {
     SpinLockHolder h(&lock_);
     if (span->owner != this || span->location != SpanLocation::kInUse) {
@@ -99,12 +93,9 @@ void PageHeap::Delete(Span* span) {
     span->location = SpanLocation::kFreeBacked;
     span->free_since_ns = now;
     MergeAndInsert(span, /*absorb_returned=*/true);
-    sweep = WantsSweepLocked(now);
-    if (sweep) goal = SweepGoalLocked(now);
-    appeared = TakeDeadlineAppearedLocked();
+    work = AfterFreeLocked(now);
   }
-  if (sweep) Release(goal);
-  RunDeadlineHook(appeared);
+  DoPendingWork(work);
 }
 
 bool PageHeap::ResizeLarge(Span* span, size_t n) {
@@ -112,25 +103,17 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
   if (n < span->num_pages) {
     // Shrinking frees a tail: stamp it, and sweep afterwards like Delete.
     uint64_t now = Now();
-    bool sweep;
-    bool appeared;
-    ReleaseGoal goal;
+    PendingWork work;
     {
       SpinLockHolder h(&lock_);
       if (!ShrinkLargeLocked(span, n, now)) return false;
-      sweep = WantsSweepLocked(now);
-      if (sweep) goal = SweepGoalLocked(now);
-      appeared = TakeDeadlineAppearedLocked();
+      work = AfterFreeLocked(now);
     }
-    if (sweep) Release(goal);
-    RunDeadlineHook(appeared);
+    DoPendingWork(work);
     return true;
   }
   SpinLockHolder h(&lock_);
-  if (span->owner != this || span->location != SpanLocation::kInUse ||
-      span->size_class != kLargeClass) {
-    Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
-  }
+  CheckInUseLargeLocked(span);
   if (n == span->num_pages) return true;
   size_t extra = n - span->num_pages;
   Span* next = FreeSpanAfter(span);
@@ -157,11 +140,15 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
   return true;
 }
 
-bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
+void PageHeap::CheckInUseLargeLocked(const Span* span) const {
   if (span->owner != this || span->location != SpanLocation::kInUse ||
       span->size_class != kLargeClass) {
     Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
   }
+}
+
+bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
+  CheckInUseLargeLocked(span);
   Span* tail = NewSpan();
   if (tail == nullptr) return false;
   tail->owner = this;
@@ -413,27 +400,24 @@ bool PageHeap::Mergeable(const Span* span, const Span* other, bool absorb_return
          span->num_pages + other->num_pages > kMaxPages;
 }
 
+// Takes the free neighbour `other` into `span`; backed parts weigh their
+// stamps by pages (a returned part has none).
+void PageHeap::TakeInNeighbour(Span* span, Span* other) {
+  RemoveFree(other);
+  if (span->location == SpanLocation::kFreeBacked &&
+      other->location == SpanLocation::kFreeBacked) {
+    span->free_since_ns = MeanStamp(other, span);
+  }
+  if (other->first_page < span->first_page) span->first_page = other->first_page;
+  span->num_pages += other->num_pages;
+  DeleteSpan(other);
+}
+
 void PageHeap::MergeAndInsert(Span* span, bool absorb_returned) {
-  bool backed = span->location == SpanLocation::kFreeBacked;
   Span* prev = g_pagemap.GetSpan(span->first_page - 1);
-  if (Mergeable(span, prev, absorb_returned)) {
-    RemoveFree(prev);
-    if (backed && prev->location == SpanLocation::kFreeBacked) {
-      span->free_since_ns = MeanStamp(prev, span);
-    }
-    span->first_page = prev->first_page;
-    span->num_pages += prev->num_pages;
-    DeleteSpan(prev);
-  }
+  if (Mergeable(span, prev, absorb_returned)) TakeInNeighbour(span, prev);
   Span* next = g_pagemap.GetSpan(span->first_page + span->num_pages);
-  if (Mergeable(span, next, absorb_returned)) {
-    RemoveFree(next);
-    if (backed && next->location == SpanLocation::kFreeBacked) {
-      span->free_since_ns = MeanStamp(next, span);
-    }
-    span->num_pages += next->num_pages;
-    DeleteSpan(next);
-  }
+  if (Mergeable(span, next, absorb_returned)) TakeInNeighbour(span, next);
   SetBoundaries(span);
   InsertFree(span);
 }

@@ -170,6 +170,16 @@ class PageHeap {
   bool GrowUnlocked(size_t n);
   bool WantsSweepLocked(uint64_t now) const;
   ReleaseGoal SweepGoalLocked(uint64_t now) const;
+  // What a call leaves to do once the lock is dropped: a sweep that is due,
+  // and the deadline hook when a deadline appeared.
+  struct PendingWork {
+    bool sweep = false;
+    bool deadline_appeared = false;
+    ReleaseGoal goal;
+  };
+  PendingWork SweepDueLocked(uint64_t now) const;
+  PendingWork AfterFreeLocked(uint64_t now);  // SweepDueLocked and the hook
+  void DoPendingWork(const PendingWork& work);
   uint64_t Release(const ReleaseGoal& goal);
   int TakeForRelease(const ReleaseGoal& goal, uint64_t taken, Span** out, Cause* causes, int max);
   void FinishRelease(Span* const* spans, const Cause* causes, const bool* released, int n,
@@ -179,13 +189,14 @@ class PageHeap {
   }
   void PublishDeadlineLocked();
   bool TakeDeadlineAppearedLocked();
-  void RunDeadlineHook(bool appeared) const;
+
   Span* FindFree(size_t n);
   static Span* BestLongFit(const SpanList* list, size_t n);
   Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
   Span* FreeSpanAfter(const Span* span);
   bool GrowAt(uintptr_t first_page, size_t n);
   bool ShrinkLargeLocked(Span* span, size_t n, uint64_t now);
+  void CheckInUseLargeLocked(const Span* span) const;
   Span* Carve(Span* span, size_t n);
   bool AddFreshPages(uintptr_t first, size_t n);
   bool TrimTo(Span* span, uintptr_t first_page, size_t n);
@@ -196,6 +207,7 @@ class PageHeap {
   // neighbours when the result is long (Mergeable).
   void MergeAndInsert(Span* span, bool absorb_returned = false);
   bool Mergeable(const Span* span, const Span* other, bool absorb_returned) const;
+  void TakeInNeighbour(Span* span, Span* other);
   void InsertFree(Span* span);
   void RemoveFree(Span* span);
   SpanList* ListFor(const Span* span);

@@ -1,19 +1,13 @@
 // The page heap's release policy (see page_heap.h): which free backed spans
 // go back to the OS, when, and how without holding the lock across madvise.
-#include <time.h>
-
+#include "allocator/base/clock.h"
 #include "allocator/page_heap.h"
 #include "allocator/system.h"
 
 namespace rseqmalloc::internal {
 
 uint64_t PageHeap::Now() const {
-  if (clock_ != nullptr) return clock_();
-  // The coarse clock is a vDSO read of a few nanoseconds; its resolution (a
-  // scheduler tick) is ample for delays of seconds.
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+  return clock_ != nullptr ? clock_() : CoarseMonotonicNs();
 }
 
 void PageHeap::PublishDeadlineLocked() {
@@ -35,9 +29,23 @@ bool PageHeap::TakeDeadlineAppearedLocked() {
   return appeared;
 }
 
-void PageHeap::RunDeadlineHook(bool appeared) const {
+PageHeap::PendingWork PageHeap::SweepDueLocked(uint64_t now) const {
+  PendingWork work;
+  work.sweep = WantsSweepLocked(now);
+  if (work.sweep) work.goal = SweepGoalLocked(now);
+  return work;
+}
+
+PageHeap::PendingWork PageHeap::AfterFreeLocked(uint64_t now) {
+  PendingWork work = SweepDueLocked(now);
+  work.deadline_appeared = TakeDeadlineAppearedLocked();
+  return work;
+}
+
+void PageHeap::DoPendingWork(const PendingWork& work) {
+  if (work.sweep) Release(work.goal);
   void (*hook)() = __atomic_load_n(&deadline_hook_, __ATOMIC_ACQUIRE);
-  if (appeared && hook != nullptr) hook();
+  if (work.deadline_appeared && hook != nullptr) hook();
 }
 
 void PageHeap::SetDeadlineHook(void (*hook)()) {
@@ -165,15 +173,14 @@ void PageHeap::ReleaseAll() {
 }
 
 void PageHeap::SetFreeCap(size_t bytes) {
-  ReleaseGoal goal;
-  bool sweep;
+  uint64_t now = Now();
+  PendingWork work;
   {
     SpinLockHolder h(&lock_);
     __atomic_store_n(&free_cap_bytes_, bytes, __ATOMIC_RELAXED);
-    sweep = WantsSweepLocked(Now());
-    if (sweep) goal = SweepGoalLocked(Now());
+    work = SweepDueLocked(now);
   }
-  if (sweep) Release(goal);
+  DoPendingWork(work);
 }
 
 size_t PageHeap::free_cap() const { return __atomic_load_n(&free_cap_bytes_, __ATOMIC_RELAXED); }

@@ -1,10 +1,9 @@
 #include "allocator/frontend/cpu_cache.h"
 
-#include <time.h>
-
 #include <atomic>
 
 #include "allocator/arena.h"
+#include "allocator/base/clock.h"
 #include "allocator/central_heap.h"
 #include "allocator/config/options.h"
 #include "allocator/spinlock.h"
@@ -86,11 +85,7 @@ std::atomic<uint64_t> g_class_misses[kNumClasses];
 std::atomic<uint64_t> g_class_steals[kNumClasses];
 std::atomic<uint64_t> g_class_evictions[kNumClasses];
 
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return ts.tv_sec * 1'000'000'000LL + ts.tv_nsec;
-}
+int64_t NowNs() { return static_cast<int64_t>(CoarseMonotonicNs()); }
 
 // Objects taken out of the slab go to the transfer cache.
 void ToTransferCache(void*, size_t cls, void* const* objects, int n) {

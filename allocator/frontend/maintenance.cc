@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "allocator/base/clock.h"
 #include "allocator/central_heap.h"
 #include "allocator/frontend/cpu_cache.h"
 #include "allocator/frontend/shared_tls_child.h"
@@ -38,12 +39,6 @@ std::atomic<uint64_t> g_passes{0};
 std::atomic<uint64_t> g_released{0};
 std::atomic<uint64_t> g_transfer_returned{0};
 std::atomic<uint64_t> g_ids_drained{0};
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Sleeps until the word changes or, unless `until` is UINT64_MAX, until that
 // CLOCK_MONOTONIC time.

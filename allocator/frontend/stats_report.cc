@@ -1,11 +1,11 @@
 #include "allocator/frontend/stats_report.h"
 
 #include <fcntl.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
 
+#include "allocator/base/clock.h"
 #include "allocator/base/log.h"
 #include "allocator/central_heap.h"
 #include "allocator/config/options.h"
@@ -96,10 +96,8 @@ ReleaseStats ReleaseStatsFrom(const CentralStats& c) {
   r.waiting_bytes = c.page_heap_free_bytes;
   r.next_release_in_ms = UINT64_MAX;
   if (c.page_heap_next_release_ns != UINT64_MAX) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 +
-                   static_cast<uint64_t>(ts.tv_nsec);
+    // The page heap stamps with the coarse clock.
+    uint64_t now = CoarseMonotonicNs();
     uint64_t due = c.page_heap_next_release_ns;
     r.next_release_in_ms = due > now ? (due - now) / 1'000'000 : 0;
   }
