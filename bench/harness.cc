@@ -1,5 +1,6 @@
 #include "bench/harness.h"
 
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -185,14 +186,19 @@ int64_t PeakRssKib() {
   return hwm > now ? hwm : now;
 }
 
+// open/read, not stdio: idle_release reads it while the program must make
+// no allocator call.
 int64_t CurrentRssKib() {
-  FILE* f = fopen("/proc/self/statm", "r");
-  if (f == nullptr) return -1;
-  long long size_pages = 0, resident_pages = -1;
-  int n = fscanf(f, "%lld %lld", &size_pages, &resident_pages);
-  fclose(f);
-  if (n != 2) return -1;
-  return resident_pages * (sysconf(_SC_PAGESIZE) / 1024);
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* resident = strchr(buf, ' ');  // the second field
+  if (resident == nullptr) return -1;
+  return strtoll(resident + 1, nullptr, 10) * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
 double NowSeconds() {

@@ -105,7 +105,7 @@ inline void TouchPages(void* p, size_t size) {
 
 // Resident set size of this process, in KiB.
 int64_t PeakRssKib();     // high-water mark, /proc/self/status VmHWM
-int64_t CurrentRssKib();  // now, /proc/self/statm
+int64_t CurrentRssKib();  // now, /proc/self/statm; never calls malloc
 
 double NowSeconds();  // monotonic clock
 void SleepSeconds(double seconds);

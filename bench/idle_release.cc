@@ -12,9 +12,6 @@
 // reading (rss_0ms, rss_1000ms, rss_5000ms, rss_10000ms by default) and
 // rss_idle_end_kib, the last one again under a fixed name (tools/compare's
 // figure for this workload); "ops" are the allocations of the fill.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -32,20 +29,6 @@ constexpr char kUsage[] =
     "  N threads fill MIB MiB (default 512) with SIZE objects (default mix),\n"
     "  free all but LIVE MiB (default 16), then the process sleeps MS ms\n"
     "  (default 10000) and reports its RSS at 0, MS/10, MS/2 and MS.\n";
-
-// /proc/self/statm's resident field, without allocating.
-int64_t RssKibNoMalloc() {
-  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[128];
-  ssize_t n = read(fd, buf, sizeof(buf) - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  const char* p = strchr(buf, ' ');
-  if (p == nullptr) return -1;
-  return strtoll(p + 1, nullptr, 10) * (sysconf(_SC_PAGESIZE) / 1024);
-}
 
 struct Shard {
   std::vector<void*> kept;
@@ -115,7 +98,7 @@ int Main(int argc, char** argv) {
   for (int i = 0; i < 4; ++i) {
     double wait = quiet + static_cast<double>(at_ms[i]) / 1000 - NowSeconds();
     if (wait > 0) SleepSeconds(wait);
-    rss[i] = RssKibNoMalloc();
+    rss[i] = CurrentRssKib();  // allocates nothing
   }
 
   uint64_t live = 0, allocations = 0;
