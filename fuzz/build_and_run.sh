@@ -93,7 +93,7 @@ build_fuzzer() {
 
   # Library sources only: tests, benchmarks and test helpers stay out.
   mapfile -t lib_srcs < <(find allocator rseq -name '*.cc' ! -name '*_test.cc' \
-    ! -name '*_benchmark.cc' ! -name 'test_util.cc' | sort)
+    ! -name '*_benchmark.cc' ! -name 'test_util.cc' ! -name '*_stub.cc' | sort)
   ((${#lib_srcs[@]})) || { echo "build_and_run.sh: no allocator sources under $ROOT" >&2; exit 1; }
 
   # One line per translation unit: "source<TAB>object<TAB>flags...".

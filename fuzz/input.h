@@ -22,7 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocator/size_classes.h"
+#include "allocator/base/size_classes.h"
 
 namespace rseqmalloc_fuzz {
 

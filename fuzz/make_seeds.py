@@ -15,7 +15,7 @@ import sys
 (MALLOC, CALLOC, REALLOC, REALLOCARRAY, MEMALIGN, ALIGNED_ALLOC, POSIX_MEMALIGN,
  VALLOC, PVALLOC, NEW, NEW_ALIGNED, RELEASE, USABLE, CHECK, MIGRATE, TRIM,
  STATS) = range(17)
-NUM_CLASSES = 97  # allocator/size_classes.h: class 0 unused, 96 real classes
+NUM_CLASSES = 97  # allocator/base/size_classes.h: class 0 unused, 96 real classes
 NUM_HUGE = 8      # fuzz/input.h kHugeSizes
 
 

@@ -1,6 +1,7 @@
 // Every exported entry point, in one list, and nothing else: each body is one
-// call into the front end (allocator/frontend/), the glibc semantics
-// (libc_semantics.h), the C++ operators (new_delete.h) or introspection; every
+// call into the front end (allocator/frontend/: the fast paths, the glibc
+// semantics of libc_semantics.h, the C++ operators of new_delete.h) or the
+// statistics layer (allocator/stats/introspection.h); every
 // other name of the same function is an alias of that body, so a family has
 // one copy of its fast path. Aliases whose C++ type differs from the body's
 // (the nothrow and align_val_t forms of delete ignore their extra argument)
@@ -12,11 +13,12 @@
 #include <cstddef>
 #include <new>
 
-#include "allocator/api/introspection.h"
-#include "allocator/api/libc_semantics.h"
-#include "allocator/api/new_delete.h"
+#include "allocator/api/rseqmalloc.h"
 #include "allocator/frontend/frontend.h"
+#include "allocator/frontend/libc_semantics.h"
+#include "allocator/frontend/new_delete.h"
 #include "allocator/frontend/shared_tls_child.h"
+#include "allocator/stats/introspection.h"
 
 #define RSEQMALLOC_EXPORT __attribute__((visibility("default"), used))
 // Another name for `target`, a body defined in this file with the same type
@@ -81,6 +83,18 @@ void* __libc_valloc(size_t size) noexcept RSEQMALLOC_ALIAS(valloc);
 void* __libc_pvalloc(size_t size) noexcept RSEQMALLOC_ALIAS(pvalloc);
 int __posix_memalign(void** out, size_t align, size_t size) noexcept
     RSEQMALLOC_ALIAS(posix_memalign);
+
+// rseqmalloc's own (rseqmalloc.h).
+RSEQMALLOC_EXPORT const char* rseqmalloc_version(void) { return RSEQMALLOC_VERSION; }
+RSEQMALLOC_EXPORT const char* rseqmalloc_mode(void) { return in::ActiveModeName(); }
+RSEQMALLOC_EXPORT int rseqmalloc_owns(const void* p) { return in::OwnsPointer(p) ? 1 : 0; }
+RSEQMALLOC_EXPORT void rseqmalloc_stats_print(int fd) { in::StatsPrint(fd); }
+RSEQMALLOC_EXPORT int rseqmalloc_get_stats(struct rseqmalloc_stats* out) {
+  return in::GetPublicStats(out);
+}
+RSEQMALLOC_EXPORT int rseqmalloc_get_release_stats(struct rseqmalloc_release_stats* out) {
+  return in::GetPublicReleaseStats(out);
+}
 
 // Children that share the caller's TLS (allocator/frontend/shared_tls_child.h).
 RSEQMALLOC_EXPORT int clone(int (*fn)(void*), void* stack, int flags, void* arg, ...) noexcept {

@@ -2,11 +2,10 @@
 
 #include <atomic>
 
-#include "allocator/arena.h"
 #include "allocator/base/clock.h"
-#include "allocator/central_heap.h"
-#include "allocator/config/options.h"
-#include "allocator/spinlock.h"
+#include "allocator/central/central_heap.h"
+#include "allocator/frontend/to_central.h"
+#include "allocator/base/spinlock.h"
 #include "rseq/cpus.h"
 #include "rseq/registration.h"
 
@@ -58,9 +57,15 @@ constexpr CapacityTable MakeCapacityTable() {
 }
 constexpr CapacityTable kCapacity = MakeCapacityTable();
 
+int64_t NowNs() { return static_cast<int64_t>(CoarseMonotonicNs()); }
+
+uint32_t Min(uint32_t a, uint32_t b) { return a < b ? a : b; }
+
+}  // namespace
+
 // Slow-path state of one id, on cache lines of its own; guarded by `lock`
 // except the counters, which reports read racily.
-struct alignas(64) IdState {
+struct alignas(64) CpuCache::IdState {
   SpinLock lock;
   bool used;
   uint64_t capacity_bytes;  // sum over classes of capacity * size
@@ -76,30 +81,34 @@ struct alignas(64) IdState {
   uint8_t cold_intervals[kNumClasses];    // intervals in a row without one
 };
 
-IdState* g_ids = nullptr;
-int g_num_ids = 0;
-uint64_t g_budget_bytes = 0;
-std::atomic<int64_t> g_next_idle_scan_ns{0};
-std::atomic<uint64_t> g_class_misses[kNumClasses];
-// Per victim class: capacity stolen, batches evicted (CpuCache::LossesOf).
-std::atomic<uint64_t> g_class_steals[kNumClasses];
-std::atomic<uint64_t> g_class_evictions[kNumClasses];
+// The allocator's backend: the central heap, through the front end's one
+// door down (to_central.h).
+class CentralBackend final : public CpuCacheBackend {
+ public:
+  int RemoveBatch(uint32_t cls, void** out, int n) override {
+    return internal::RemoveBatch(cls, out, n);
+  }
+  void ReturnBatch(uint32_t cls, void* const* objects, int n) override {
+    ReturnToCentral(cls, objects, n);
+  }
+  void* AllocateMetadata(size_t bytes) override { return internal::AllocateMetadata(bytes); }
+};
 
-int64_t NowNs() { return static_cast<int64_t>(CoarseMonotonicNs()); }
+constinit CentralBackend g_central_backend;
+constinit rseq::PercpuSlab g_cpu_slab;
+constinit CpuCache g_cpu_cache(&g_cpu_slab, &g_central_backend);
 
-// Objects taken out of the slab go to the transfer cache.
-void ToTransferCache(void*, size_t cls, void* const* objects, int n) {
-  InsertBatch(static_cast<uint32_t>(cls), objects, n);
+// Objects taken out of the slab go back to the backend.
+void CpuCache::ToBackend(void* self, size_t cls, void* const* objects, int n) {
+  static_cast<CpuCache*>(self)->backend_->ReturnBatch(static_cast<uint32_t>(cls), objects, n);
 }
-
-uint32_t Min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 
 // Evicts class cls on id down to `capacity` slots; returns the bytes of
 // capacity given up.
-uint64_t EvictTo(int id, uint32_t cls, uint32_t capacity) {
-  PercpuSlab::Fill before = g_cpu_slab.FillOf(id, cls);
+uint64_t CpuCache::EvictTo(int id, uint32_t cls, uint32_t capacity) {
+  PercpuSlab::Fill before = slab_->FillOf(id, cls);
   if (capacity >= before.capacity) return 0;
-  if (!g_cpu_slab.Evict(id, cls, capacity, ToTransferCache, nullptr)) return 0;
+  if (!slab_->Evict(id, cls, capacity, ToBackend, this)) return 0;
   return static_cast<uint64_t>(before.capacity - capacity) * ClassToSize(cls);
 }
 
@@ -107,20 +116,20 @@ uint64_t EvictTo(int id, uint32_t cls, uint32_t capacity) {
 // kStealScan classes from the id's cursor: capacity no object uses first,
 // then a batch of objects of a class that had no miss this interval.
 // Caller holds the id's lock. Returns the bytes freed.
-uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
+uint64_t CpuCache::Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
   uint64_t freed = 0;
   for (int looked = 0; looked < kStealScan && freed < bytes; ++looked) {
     uint32_t cls = 1 + state.steal_cursor++ % (kNumClasses - 1);
     if (cls == for_cls) continue;
-    PercpuSlab::Fill fill = g_cpu_slab.FillOf(id, cls);
+    PercpuSlab::Fill fill = slab_->FillOf(id, cls);
     if (fill.capacity == 0) continue;
     size_t size = ClassToSize(cls);
     uint32_t slots = static_cast<uint32_t>((bytes - freed + size - 1) / size);
-    uint32_t removed = g_cpu_slab.ShrinkUnused(id, cls, slots);
+    uint32_t removed = slab_->ShrinkUnused(id, cls, slots);
     if (removed != 0) {
       freed += static_cast<uint64_t>(removed) * size;
       ++state.steals;
-      g_class_steals[cls].fetch_add(1, std::memory_order_relaxed);
+      class_steals_[cls].fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     if (state.interval_misses[cls] != 0 || fill.cached == 0) continue;
@@ -130,7 +139,7 @@ uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
     if (got != 0) {
       freed += got;
       ++state.evictions;
-      g_class_evictions[cls].fetch_add(1, std::memory_order_relaxed);
+      class_evictions_[cls].fetch_add(1, std::memory_order_relaxed);
     }
   }
   return freed;
@@ -138,29 +147,29 @@ uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes) {
 
 // After a miss of cls on id: grow its capacity by its current capacity (at
 // least 1, at most a batch) within the id's budget. Caller holds the lock.
-void GrowAfterMiss(int id, IdState& state, uint32_t cls) {
-  PercpuSlab::Fill fill = g_cpu_slab.FillOf(id, cls);
+void CpuCache::GrowAfterMiss(int id, IdState& state, uint32_t cls) {
+  PercpuSlab::Fill fill = slab_->FillOf(id, cls);
   uint32_t batch = static_cast<uint32_t>(ClassToBatch(cls));
   uint32_t want = fill.capacity == 0 ? 1 : Min(fill.capacity, batch);
   want = Min(want, kCapacity.max[cls] - fill.capacity);
   if (want == 0) return;
   size_t size = ClassToSize(cls);
   uint64_t need = static_cast<uint64_t>(want) * size;
-  if (state.capacity_bytes + need > g_budget_bytes) {
-    uint64_t over = state.capacity_bytes + need - g_budget_bytes;
+  if (state.capacity_bytes + need > budget_bytes_) {
+    uint64_t over = state.capacity_bytes + need - budget_bytes_;
     uint64_t freed = Steal(id, state, cls, over);
     state.capacity_bytes = freed < state.capacity_bytes ? state.capacity_bytes - freed : 0;
-    uint64_t room = g_budget_bytes > state.capacity_bytes ? g_budget_bytes - state.capacity_bytes : 0;
+    uint64_t room = budget_bytes_ > state.capacity_bytes ? budget_bytes_ - state.capacity_bytes : 0;
     want = Min(want, static_cast<uint32_t>(room / size));
     if (want == 0) return;
   }
-  state.capacity_bytes += static_cast<uint64_t>(g_cpu_slab.Grow(id, cls, want)) * size;
+  state.capacity_bytes += static_cast<uint64_t>(slab_->Grow(id, cls, want)) * size;
 }
 
 // Housekeeping of one id: classes without a miss this interval give back
 // half of their unused capacity, those cold for two intervals half of their
 // objects as well. Caller holds the lock.
-void Maintain(int id, IdState& state) {
+void CpuCache::Maintain(int id, IdState& state) {
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     bool missed = state.interval_misses[cls] != 0;
     state.interval_misses[cls] = 0;
@@ -169,14 +178,14 @@ void Maintain(int id, IdState& state) {
       continue;
     }
     if (state.cold_intervals[cls] < 255) ++state.cold_intervals[cls];
-    PercpuSlab::Fill fill = g_cpu_slab.FillOf(id, cls);
+    PercpuSlab::Fill fill = slab_->FillOf(id, cls);
     if (fill.capacity == 0) continue;
     size_t size = ClassToSize(cls);
     uint32_t unused = fill.capacity > fill.cached ? fill.capacity - fill.cached : 0;
     uint64_t freed =
-        static_cast<uint64_t>(g_cpu_slab.ShrinkUnused(id, cls, (unused + 1) / 2)) * size;
+        static_cast<uint64_t>(slab_->ShrinkUnused(id, cls, (unused + 1) / 2)) * size;
     if (state.cold_intervals[cls] >= 2 && fill.cached != 0) {
-      PercpuSlab::Fill now = g_cpu_slab.FillOf(id, cls);
+      PercpuSlab::Fill now = slab_->FillOf(id, cls);
       freed += EvictTo(id, cls, now.capacity - (fill.cached + 1) / 2);
     }
     state.capacity_bytes = freed < state.capacity_bytes ? state.capacity_bytes - freed : 0;
@@ -184,73 +193,72 @@ void Maintain(int id, IdState& state) {
   state.misses_since_maintain = 0;
 }
 
-void NoteMiss(int id, IdState& state, uint32_t cls) {
+void CpuCache::NoteMiss(int id, IdState& state, uint32_t cls) {
   state.used = true;
   ++state.misses;
   if (state.interval_misses[cls] < 0xffff) ++state.interval_misses[cls];
-  g_class_misses[cls].fetch_add(1, std::memory_order_relaxed);
+  class_misses_[cls].fetch_add(1, std::memory_order_relaxed);
   if (++state.misses_since_maintain >= kMaintainEvery) Maintain(id, state);
 }
 
 // The id the thread's sections use, registering its rseq area on first use;
 // -1 when rseq is unavailable to this thread.
-int CurrentIdOrRegister() {
-  int id = g_cpu_slab.CurrentId();
+int CpuCache::CurrentIdOrRegister() const {
+  int id = slab_->CurrentId();
   if (id >= 0) return id;
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) return -1;
-  return g_cpu_slab.CurrentId();
+  return slab_->CurrentId();
 }
 
 // Drains every id that had no slow-path activity for a whole period. Runs
 // at most once per period, from any slow path (while this thread had some)
 // or from the maintenance thread. Returns the ids drained.
-int MaybeDrainIdle() {
-  if (!g_cpu_slab.RemoteAvailable()) return 0;
+int CpuCache::MaybeDrainIdle() {
+  if (!slab_->RemoteAvailable()) return 0;
   int64_t now = NowNs();
-  int64_t next = g_next_idle_scan_ns.load(std::memory_order_relaxed);
+  int64_t next = next_idle_scan_ns_.load(std::memory_order_relaxed);
   if (now < next) return 0;
-  if (!g_next_idle_scan_ns.compare_exchange_strong(next, now + kIdlePeriodNs)) return 0;
+  if (!next_idle_scan_ns_.compare_exchange_strong(next, now + kIdlePeriodNs)) return 0;
   if (next == 0) return 0;  // first period starts now
   int drained = 0;
-  for (int id = 0; id < g_num_ids; ++id) {
-    IdState& state = g_ids[id];
+  for (int id = 0; id < num_ids_; ++id) {
+    IdState& state = ids_[id];
     if (!state.lock.TryLock()) continue;
     bool idle = state.used && state.misses == state.misses_at_last_scan;
     state.misses_at_last_scan = state.misses;
     state.lock.Unlock();
-    if (idle && CpuCache::DrainId(id)) ++drained;
+    if (idle && DrainId(id)) ++drained;
   }
   return drained;
 }
 
-}  // namespace
 
-constinit rseq::PercpuSlab g_cpu_slab;
 
-bool CpuCache::Init() {
+bool CpuCache::Init(uint64_t budget_bytes) {
   int ids = rseq::NumPossibleCpus();
-  auto* states = static_cast<IdState*>(ArenaAlloc(sizeof(IdState) * static_cast<size_t>(ids)));
+  auto* states = static_cast<IdState*>(
+      backend_->AllocateMetadata(sizeof(IdState) * static_cast<size_t>(ids)));
   if (states == nullptr) return false;
-  if (!g_cpu_slab.Init(kCapacity.max, kSlabClasses)) return false;
-  g_ids = states;
-  g_num_ids = g_cpu_slab.num_ids();
-  g_budget_bytes = GetOptions().per_cpu_cache_bytes;
+  if (!slab_->Init(kCapacity.max, kSlabClasses)) return false;
+  ids_ = states;
+  num_ids_ = slab_->num_ids();
+  budget_bytes_ = budget_bytes;
   return true;
 }
 
-void CpuCache::Start(rseq::IndexMode mode) { g_cpu_slab.Start(mode); }
+void CpuCache::Start(rseq::IndexMode mode) { slab_->Start(mode); }
 
 void* CpuCache::Refill(uint32_t cls) {
   int id = CurrentIdOrRegister();
   if (id < 0) return nullptr;
   // The miss may have been the thread's first call, an abort, or another
   // thread may have refilled the id since.
-  void* p = g_cpu_slab.PopRetrying(cls, &id);
+  void* p = slab_->PopRetrying(cls, &id);
   if (p != nullptr) return p;
   if (id < 0) return nullptr;
   uint32_t fetch;
   {
-    IdState& state = g_ids[id];
+    IdState& state = ids_[id];
     SpinLockHolder hold(&state.lock);
     ++state.underflows;
     NoteMiss(id, state, cls);
@@ -258,18 +266,18 @@ void* CpuCache::Refill(uint32_t cls) {
     // Half the capacity (at most kMaxMove), plus the object returned: a
     // class that misses rarely keeps few objects, one in heavy use misses
     // once per many calls.
-    PercpuSlab::Fill fill = g_cpu_slab.FillOf(id, cls);
+    PercpuSlab::Fill fill = slab_->FillOf(id, cls);
     uint32_t target = Min((fill.capacity + 1) / 2, kMaxMove);
     uint32_t room = fill.capacity > fill.cached ? fill.capacity - fill.cached : 0;
     fetch = Min(target, room) + 1;
   }
   void* batch[kMaxMove + 1];
-  int n = RemoveBatch(cls, batch, static_cast<int>(fetch));
+  int n = backend_->RemoveBatch(cls, batch, static_cast<int>(fetch));
   if (n == 0) return nullptr;
   int ran_on;
-  int pushed = n > 1 ? g_cpu_slab.PushBatch(cls, batch + 1, static_cast<unsigned>(n - 1), &ran_on)
+  int pushed = n > 1 ? slab_->PushBatch(cls, batch + 1, static_cast<unsigned>(n - 1), &ran_on)
                      : 0;
-  if (1 + pushed < n) InsertBatch(cls, batch + 1 + pushed, n - 1 - pushed);
+  if (1 + pushed < n) backend_->ReturnBatch(cls, batch + 1 + pushed, n - 1 - pushed);
   MaybeDrainIdle();
   return batch[0];
 }
@@ -277,36 +285,36 @@ void* CpuCache::Refill(uint32_t cls) {
 bool CpuCache::Overflow(uint32_t cls, void* p) {
   int id = CurrentIdOrRegister();
   if (id < 0) return false;
-  if (g_cpu_slab.PushRetrying(cls, p, &id)) return true;
+  if (slab_->PushRetrying(cls, p, &id)) return true;
   if (id < 0) return false;
   uint32_t target;
   {
-    IdState& state = g_ids[id];
+    IdState& state = ids_[id];
     SpinLockHolder hold(&state.lock);
     ++state.overflows;
     NoteMiss(id, state, cls);
     GrowAfterMiss(id, state, cls);
-    PercpuSlab::Fill fill = g_cpu_slab.FillOf(id, cls);
+    PercpuSlab::Fill fill = slab_->FillOf(id, cls);
     target = Min(fill.capacity / 2, kMaxMove);
   }
-  if (g_cpu_slab.PushRetrying(cls, p, &id)) return true;
+  if (slab_->PushRetrying(cls, p, &id)) return true;
   // Still full: p and half the capacity (at most kMaxMove) go to the
   // transfer cache, leaving room for the next frees.
   void* batch[kMaxMove + 1];
   batch[0] = p;
   int ran_on;
-  int n = 1 + (target == 0 ? 0 : g_cpu_slab.PopBatch(cls, batch + 1, target, &ran_on));
-  InsertBatch(cls, batch, n);
+  int n = 1 + (target == 0 ? 0 : slab_->PopBatch(cls, batch + 1, target, &ran_on));
+  backend_->ReturnBatch(cls, batch, n);
   MaybeDrainIdle();
   return true;
 }
 
 bool CpuCache::DrainId(int id) {
-  if (!g_cpu_slab.RemoteAvailable() || g_ids == nullptr) return false;
-  IdState& state = g_ids[id];
+  if (!slab_->RemoteAvailable() || ids_ == nullptr) return false;
+  IdState& state = ids_[id];
   SpinLockHolder hold(&state.lock);
   if (!state.used) return true;
-  if (!g_cpu_slab.Drain(id, ToTransferCache, nullptr)) return false;
+  if (!slab_->Drain(id, ToBackend, this)) return false;
   state.capacity_bytes = 0;
   state.used = false;
   for (uint16_t& n : state.interval_misses) n = 0;
@@ -315,29 +323,29 @@ bool CpuCache::DrainId(int id) {
 }
 
 bool CpuCache::DrainAll() {
-  if (!g_cpu_slab.RemoteAvailable() || g_ids == nullptr) return false;
-  for (int id = 0; id < g_num_ids; ++id) DrainId(id);
+  if (!slab_->RemoteAvailable() || ids_ == nullptr) return false;
+  for (int id = 0; id < num_ids_; ++id) DrainId(id);
   return true;
 }
 
 int CpuCache::DrainIdleIfDue() {
-  if (g_ids == nullptr) return 0;
+  if (ids_ == nullptr) return 0;
   return MaybeDrainIdle();
 }
 
 void CpuCache::MaintainAll() {
-  if (!g_cpu_slab.RemoteAvailable() || g_ids == nullptr) return;
-  for (int id = 0; id < g_num_ids; ++id) {
-    IdState& state = g_ids[id];
+  if (!slab_->RemoteAvailable() || ids_ == nullptr) return;
+  for (int id = 0; id < num_ids_; ++id) {
+    IdState& state = ids_[id];
     SpinLockHolder hold(&state.lock);
     if (state.used) Maintain(id, state);
   }
 }
 
-CpuCache::IdStats CpuCache::StatsOf(int id) {
+CpuCache::IdStats CpuCache::StatsOf(int id) const {
   IdStats s{};
-  if (g_ids == nullptr || id < 0 || id >= g_num_ids) return s;
-  const IdState& state = g_ids[id];
+  if (ids_ == nullptr || id < 0 || id >= num_ids_) return s;
+  const IdState& state = ids_[id];
   s.used = __atomic_load_n(&state.used, __ATOMIC_RELAXED);
   s.capacity_bytes = __atomic_load_n(&state.capacity_bytes, __ATOMIC_RELAXED);
   s.underflows = __atomic_load_n(&state.underflows, __ATOMIC_RELAXED);
@@ -345,24 +353,24 @@ CpuCache::IdStats CpuCache::StatsOf(int id) {
   s.steals = __atomic_load_n(&state.steals, __ATOMIC_RELAXED);
   s.evictions = __atomic_load_n(&state.evictions, __ATOMIC_RELAXED);
   for (uint32_t cls = 1; s.used && cls < kNumClasses; ++cls) {
-    s.cached_bytes += static_cast<uint64_t>(g_cpu_slab.FillOf(id, cls).cached) * ClassToSize(cls);
+    s.cached_bytes += static_cast<uint64_t>(slab_->FillOf(id, cls).cached) * ClassToSize(cls);
   }
   return s;
 }
 
-uint64_t CpuCache::ClassMisses(uint32_t cls) {
-  return cls < kNumClasses ? g_class_misses[cls].load(std::memory_order_relaxed) : 0;
+uint64_t CpuCache::ClassMisses(uint32_t cls) const {
+  return cls < kNumClasses ? class_misses_[cls].load(std::memory_order_relaxed) : 0;
 }
 
-CpuCache::ClassLosses CpuCache::LossesOf(uint32_t cls) {
+CpuCache::ClassLosses CpuCache::LossesOf(uint32_t cls) const {
   if (cls >= kNumClasses) return {};
-  return {g_class_steals[cls].load(std::memory_order_relaxed),
-          g_class_evictions[cls].load(std::memory_order_relaxed)};
+  return {class_steals_[cls].load(std::memory_order_relaxed),
+          class_evictions_[cls].load(std::memory_order_relaxed)};
 }
 
-FrontEndTotals CpuCache::Totals() {
+FrontEndTotals CpuCache::Totals() const {
   FrontEndTotals t{};
-  for (int id = 0; id < g_num_ids; ++id) {
+  for (int id = 0; id < num_ids_; ++id) {
     IdStats s = StatsOf(id);
     t.misses += s.underflows + s.overflows;
     t.cached_bytes += s.cached_bytes;
@@ -371,22 +379,18 @@ FrontEndTotals CpuCache::Totals() {
 }
 
 void CpuCache::LockForFork() {
-  for (int id = 0; id < g_num_ids; ++id) g_ids[id].lock.Lock();
+  for (int id = 0; id < num_ids_; ++id) ids_[id].lock.Lock();
 }
 
 void CpuCache::UnlockAfterFork() {
-  for (int id = 0; id < g_num_ids; ++id) g_ids[id].lock.Unlock();
+  for (int id = 0; id < num_ids_; ++id) ids_[id].lock.Unlock();
 }
 
 uint16_t CpuCache::MaxCapacity(uint32_t cls) { return kCapacity.max[cls]; }
 
-CpuCache::ClassFill CpuCache::FillOf(int id, uint32_t cls) {
+CpuCache::ClassFill CpuCache::FillOf(int id, uint32_t cls) const {
   if (cls == 0 || cls >= kNumClasses) return {};
-  return g_cpu_slab.FillOf(id, cls);
+  return slab_->FillOf(id, cls);
 }
-
-int CpuCache::NumIds() { return g_num_ids; }
-
-FrontEndTotals GetCpuCacheTotals() { return CpuCache::Totals(); }
 
 }  // namespace rseqmalloc::internal

@@ -3,6 +3,13 @@
 // eviction, remote draining with the membarrier fence -- is rseq::PercpuSlab
 // (rseq/slab.h); one slab class per size class.
 //
+// A CpuCache is an object over a slab and a backend (where objects come
+// from and go back to, and where its own per-id state is allocated). The
+// allocator has one, g_cpu_cache, over g_cpu_slab (the slab its fast paths
+// use) and the central heap; a test can build a small one over a slab and a
+// fake backend of its own, with its own budget, without environment
+// variables (cpu_cache_test.cc).
+//
 // Call tree of the slow paths (the fast paths are in frontend.h):
 //   Refill(cls)       pop missed on this id
 //     -> register the thread's rseq area on its first miss
@@ -37,17 +44,18 @@
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
 #define RSEQMALLOC_ALLOCATOR_FRONTEND_CPU_CACHE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
-#include "allocator/size_classes.h"
+#include "allocator/base/size_classes.h"
 #include "rseq/pseudocode.h"
 #include "rseq/slab.h"
 
 namespace rseqmalloc::internal {
 
-// The slab the fast paths pop from and push to. Until CpuCache::Start every
-// pop misses and every push fails, so the fast paths are valid before
+// The slab the fast paths pop from and push to. Until g_cpu_cache.Start
+// every pop misses and every push fails, so the fast paths are valid before
 // initialisation and in every mode.
 extern rseq::PercpuSlab g_cpu_slab;
 
@@ -59,30 +67,50 @@ struct FrontEndTotals {
   uint64_t misses;  // refills and overflows that found the cache empty / full
 };
 
+// What a CpuCache stands on. Slow paths only: a virtual call per batch.
+class CpuCacheBackend {
+ public:
+  // Up to n objects of class cls into out; how many (0: none to be had).
+  virtual int RemoveBatch(uint32_t cls, void** out, int n) = 0;
+  // Objects the cache gives back (each had come from RemoveBatch).
+  virtual void ReturnBatch(uint32_t cls, void* const* objects, int n) = 0;
+  // Zeroed memory for the per-id state, never freed; nullptr on failure.
+  virtual void* AllocateMetadata(size_t bytes) = 0;
+
+ protected:
+  ~CpuCacheBackend() = default;
+};
+
 class CpuCache {
  public:
-  // Reserves the slab. False when it cannot (no memory); the caller then
-  // uses thread caches.
-  static bool Init();
-  // Turns the per-CPU fast paths on.
-  static void Start(rseq::IndexMode mode);
+  constexpr CpuCache(rseq::PercpuSlab* slab, CpuCacheBackend* backend)
+      : slab_(slab), backend_(backend) {}
+  CpuCache(const CpuCache&) = delete;
+  CpuCache& operator=(const CpuCache&) = delete;
+
+  // Reserves the slab and the per-id state, with a capacity budget per id
+  // (RSEQMALLOC_PER_CPU_CACHE_BYTES for the allocator's). False when it
+  // cannot (no memory); the allocator then uses thread caches.
+  bool Init(uint64_t budget_bytes);
+  // Turns the fast paths on.
+  void Start(rseq::IndexMode mode);
 
   // Slow paths after a miss / an overflow. nullptr / false when the thread
   // cannot use rseq: the caller falls back to a thread cache.
-  static void* Refill(uint32_t cls);
-  static bool Overflow(uint32_t cls, void* p);
+  void* Refill(uint32_t cls);
+  bool Overflow(uint32_t cls, void* p);
 
-  // Returns every cached object of `id` (or of every id) to the transfer
-  // caches. False when remote draining is unavailable.
-  static bool DrainId(int id);
-  static bool DrainAll();
+  // Returns every cached object of `id` (or of every id) to the backend.
+  // False when remote draining is unavailable.
+  bool DrainId(int id);
+  bool DrainAll();
   // Capacity housekeeping of every used id (cold classes give back).
-  static void MaintainAll();
+  void MaintainAll();
   // Drains the ids idle for a whole period, when a period has passed since
   // the last look (from any thread). Returns how many.
-  static int DrainIdleIfDue();
+  int DrainIdleIfDue();
 
-  static FrontEndTotals Totals();
+  FrontEndTotals Totals() const;
 
   struct IdStats {
     bool used;
@@ -94,9 +122,9 @@ class CpuCache {
     uint64_t evictions;   // batches of another class's objects evicted
   };
   // One id's figures (a racy snapshot, for reports).
-  static IdStats StatsOf(int id);
+  IdStats StatsOf(int id) const;
   // Misses of one class over every id, since the start.
-  static uint64_t ClassMisses(uint32_t cls);
+  uint64_t ClassMisses(uint32_t cls) const;
   // Over every id, since the start: how often the class lost unused
   // capacity to another class, and how many batches of its cached objects
   // were evicted for another class.
@@ -104,18 +132,43 @@ class CpuCache {
     uint64_t steals;
     uint64_t evictions;
   };
-  static ClassLosses LossesOf(uint32_t cls);
+  ClassLosses LossesOf(uint32_t cls) const;
   // pthread_atfork: every id's slow-path lock, in id order.
-  static void LockForFork();
-  static void UnlockAfterFork();
+  void LockForFork();
+  void UnlockAfterFork();
   static uint16_t MaxCapacity(uint32_t cls);
   // Objects cached and capacity (both in objects) of one class on one id.
   using ClassFill = rseq::PercpuSlab::Fill;
-  static ClassFill FillOf(int id, uint32_t cls);
-  static int NumIds();
+  ClassFill FillOf(int id, uint32_t cls) const;
+  int NumIds() const { return num_ids_; }
+  const rseq::PercpuSlab& slab() const { return *slab_; }
+
+ private:
+  struct IdState;  // cpu_cache.cc
+
+  static void ToBackend(void* self, size_t cls, void* const* objects, int n);
+  uint64_t EvictTo(int id, uint32_t cls, uint32_t capacity);
+  uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes);
+  void GrowAfterMiss(int id, IdState& state, uint32_t cls);
+  void Maintain(int id, IdState& state);
+  void NoteMiss(int id, IdState& state, uint32_t cls);
+  int CurrentIdOrRegister() const;
+  int MaybeDrainIdle();
+
+  rseq::PercpuSlab* slab_;
+  CpuCacheBackend* backend_;
+  IdState* ids_ = nullptr;
+  int num_ids_ = 0;
+  uint64_t budget_bytes_ = 0;
+  std::atomic<int64_t> next_idle_scan_ns_{0};
+  std::atomic<uint64_t> class_misses_[kNumClasses] = {};
+  // Per victim class: capacity stolen, batches evicted (LossesOf).
+  std::atomic<uint64_t> class_steals_[kNumClasses] = {};
+  std::atomic<uint64_t> class_evictions_[kNumClasses] = {};
 };
 
-FrontEndTotals GetCpuCacheTotals();
+// The allocator's: g_cpu_slab over the central heap.
+extern CpuCache g_cpu_cache;
 
 }  // namespace rseqmalloc::internal
 

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,13 +15,16 @@
 #include <cstring>
 #include <random>
 #include <thread>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include <gtest/gtest.h>
 
-#include "allocator/central_heap.h"
+#include "allocator/central/central_heap.h"
 #include "allocator/config/options.h"
 #include "allocator/frontend/frontend.h"
+#include "rseq/registration.h"
 #include "rseq/restarts.h"
 
 namespace rseqmalloc::internal {
@@ -37,29 +41,29 @@ class CpuCacheTest : public testing::Test {
 
 uint64_t Evictions() {
   uint64_t n = 0;
-  for (int id = 0; id < CpuCache::NumIds(); ++id) n += CpuCache::StatsOf(id).evictions;
+  for (int id = 0; id < g_cpu_cache.NumIds(); ++id) n += g_cpu_cache.StatsOf(id).evictions;
   return n;
 }
 
 // The same events counted per victim class (the report's columns).
 uint64_t ClassEvictions() {
   uint64_t n = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += CpuCache::LossesOf(cls).evictions;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += g_cpu_cache.LossesOf(cls).evictions;
   return n;
 }
 uint64_t IdSteals() {
   uint64_t n = 0;
-  for (int id = 0; id < CpuCache::NumIds(); ++id) n += CpuCache::StatsOf(id).steals;
+  for (int id = 0; id < g_cpu_cache.NumIds(); ++id) n += g_cpu_cache.StatsOf(id).steals;
   return n;
 }
 uint64_t ClassSteals() {
   uint64_t n = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += CpuCache::LossesOf(cls).steals;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) n += g_cpu_cache.LossesOf(cls).steals;
   return n;
 }
 
 uint64_t Misses(int id) {
-  CpuCache::IdStats s = CpuCache::StatsOf(id);
+  CpuCache::IdStats s = g_cpu_cache.StatsOf(id);
   return s.underflows + s.overflows;
 }
 
@@ -82,7 +86,7 @@ TEST_F(CpuCacheTest, MissRefillsAndFreeIsCachedOnTheSameId) {
   // LIFO on the same id: the next allocation of the class is the same block.
   EXPECT_EQ(Allocate(48), p);
   Free(p);
-  EXPECT_GT(CpuCache::Totals().cached_bytes, 0u);
+  EXPECT_GT(g_cpu_cache.Totals().cached_bytes, 0u);
 }
 
 TEST_F(CpuCacheTest, CachedBytesStayWithinThePerIdBudget) {
@@ -94,7 +98,7 @@ TEST_F(CpuCacheTest, CachedBytesStayWithinThePerIdBudget) {
     for (int i = 0; i < 2000; ++i) blocks.push_back(Allocate(size));
   }
   for (void* p : blocks) Free(p);
-  EXPECT_LE(CpuCache::Totals().cached_bytes, budget * static_cast<uint64_t>(CpuCache::NumIds()));
+  EXPECT_LE(g_cpu_cache.Totals().cached_bytes, budget * static_cast<uint64_t>(g_cpu_cache.NumIds()));
 }
 
 // Every class the program used sits at capacity, full of objects, and the
@@ -109,7 +113,7 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
   ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-  ASSERT_TRUE(CpuCache::DrainAll());
+  ASSERT_TRUE(g_cpu_cache.DrainAll());
   // Their capacities together exceed the default budget.
   const size_t sizes[] = {16,   32,   48,   64,    96,    128,   256,   512,    1024,
                           2048, 4096, 8192, 16384, 32768, 65536, 98304, 131072, 262144};
@@ -126,25 +130,25 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   }
   for (void* p : blocks) Free(p);
   int id = -1;  // the one id this pinned thread used since the drain
-  for (int i = 0; i < CpuCache::NumIds(); ++i) {
-    if (CpuCache::StatsOf(i).used) id = i;
+  for (int i = 0; i < g_cpu_cache.NumIds(); ++i) {
+    if (g_cpu_cache.StatsOf(i).used) id = i;
   }
   ASSERT_GE(id, 0);
   // Fill every class to exactly its capacity: no unused capacity anywhere.
   for (size_t k = 0; k < std::size(sizes); ++k) {
     uint32_t cls = SizeToClass(sizes[k]);
     while (!reserve[k].empty()) {
-      CpuCache::ClassFill fill = CpuCache::FillOf(id, cls);
+      CpuCache::ClassFill fill = g_cpu_cache.FillOf(id, cls);
       if (fill.cached == fill.capacity) break;
       Free(reserve[k].back());
       reserve[k].pop_back();
     }
-    CpuCache::ClassFill fill = CpuCache::FillOf(id, cls);
+    CpuCache::ClassFill fill = g_cpu_cache.FillOf(id, cls);
     ASSERT_EQ(fill.cached, fill.capacity) << "size " << sizes[k];
   }
   const uint32_t new_cls = SizeToClass(200);  // not used above
   const uint64_t budget = GetOptions().per_cpu_cache_bytes;
-  CpuCache::IdStats full = CpuCache::StatsOf(id);
+  CpuCache::IdStats full = g_cpu_cache.StatsOf(id);
   // Housekeeping may already have taken back some capacity of classes that
   // went cold while the others filled; most of the budget is still held.
   ASSERT_GT(full.capacity_bytes, budget / 2);
@@ -163,7 +167,7 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   // housekeeping interval to turn cold); with no capacity to be had, most
   // of the 2 * 64 * 100 calls would miss.
   EXPECT_LT(misses, 2u * kBurst * kRounds / 20) << "misses: " << misses;
-  EXPECT_GE(CpuCache::FillOf(id, new_cls).capacity, static_cast<uint32_t>(kBurst));
+  EXPECT_GE(g_cpu_cache.FillOf(id, new_cls).capacity, static_cast<uint32_t>(kBurst));
   // Every class holds objects up to its capacity: what the budget had no
   // room for came from cold classes' objects.
   if (room < kBurst * ClassToSize(new_cls)) {
@@ -173,7 +177,7 @@ TEST_F(CpuCacheTest, FullCachesGiveCapacityToTheClassInUse) {
   // the only one allocating).
   EXPECT_EQ(ClassEvictions(), Evictions());
   EXPECT_EQ(ClassSteals(), IdSteals());
-  EXPECT_LE(CpuCache::StatsOf(id).capacity_bytes, budget);
+  EXPECT_LE(g_cpu_cache.StatsOf(id).capacity_bytes, budget);
   for (auto& r : reserve) {
     for (void* p : r) Free(p);
   }
@@ -183,9 +187,9 @@ TEST_F(CpuCacheTest, DrainAllEmptiesEveryCache) {
   std::vector<void*> blocks;
   for (int i = 0; i < 500; ++i) blocks.push_back(Allocate(128));
   for (void* p : blocks) Free(p);
-  ASSERT_GT(CpuCache::Totals().cached_bytes, 0u);
-  ASSERT_TRUE(CpuCache::DrainAll());
-  EXPECT_EQ(CpuCache::Totals().cached_bytes, 0u);
+  ASSERT_GT(g_cpu_cache.Totals().cached_bytes, 0u);
+  ASSERT_TRUE(g_cpu_cache.DrainAll());
+  EXPECT_EQ(g_cpu_cache.Totals().cached_bytes, 0u);
   // A drained id works again: headers start from capacity 0.
   void* p = Allocate(128);
   ASSERT_NE(p, nullptr);
@@ -197,7 +201,7 @@ TEST_F(CpuCacheTest, DrainAllEmptiesEveryCache) {
 // signal storm. A block handed out twice shows as a broken stamp; a block
 // lost shows in the central heap's in-use count at the end.
 TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
-  ASSERT_TRUE(CpuCache::DrainAll());
+  ASSERT_TRUE(g_cpu_cache.DrainAll());
   const uint64_t baseline = InUseObjects();
   const uint64_t restarts_before = rseq::RestartCount();
   constexpr int kThreads = 32;
@@ -246,7 +250,7 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
   std::thread drainer([&] {
-    while (!stop.load()) CpuCache::DrainAll();
+    while (!stop.load()) g_cpu_cache.DrainAll();
   });
   std::thread storm([&] {
     while (ready.load() < kThreads) std::this_thread::yield();
@@ -269,8 +273,8 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
   storm.join();
 
   EXPECT_EQ(broken.load(), 0) << "a block was handed out twice";
-  ASSERT_TRUE(CpuCache::DrainAll());
-  EXPECT_EQ(CpuCache::Totals().cached_bytes, 0u);
+  ASSERT_TRUE(g_cpu_cache.DrainAll());
+  EXPECT_EQ(g_cpu_cache.Totals().cached_bytes, 0u);
   EXPECT_EQ(InUseObjects(), baseline) << "blocks lost or duplicated in the caches";
   // The signal storm and the drain's membarrier interrupt critical sections.
   EXPECT_GT(rseq::RestartCount(), restarts_before);
@@ -280,6 +284,126 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
   if (GetOptions().per_cpu_cache_bytes <= 128 * 1024) {
     EXPECT_GT(Evictions(), 0u);
   }
+}
+
+// A CpuCache of the test's own, over its own slab and a backend that hands
+// out slots of a fixed pool and keeps count: no environment variable, no
+// central heap. Its budget (4 KiB per id) is so small that classes must
+// take capacity from each other on nearly every miss. Two threads allocate
+// and free through it while a third drains every id; at the end every pool
+// slot must be back in the backend exactly once.
+class PoolBackend final : public CpuCacheBackend {
+ public:
+  static constexpr int kPerClass = 512;
+  static constexpr uint32_t kClasses[] = {1, 2, 5, 9, 17};
+
+  PoolBackend() {
+    for (uint32_t cls : kClasses) {
+      for (int i = 0; i < kPerClass; ++i) free_[cls].push_back(&storage_[cls][i]);
+    }
+  }
+  int RemoveBatch(uint32_t cls, void** out, int n) override {
+    std::lock_guard<std::mutex> hold(mu_);
+    int got = 0;
+    while (got < n && !free_[cls].empty()) {
+      out[got++] = free_[cls].back();
+      free_[cls].pop_back();
+    }
+    return got;
+  }
+  void ReturnBatch(uint32_t cls, void* const* objects, int n) override {
+    std::lock_guard<std::mutex> hold(mu_);
+    for (int i = 0; i < n; ++i) free_[cls].push_back(objects[i]);
+  }
+  void* AllocateMetadata(size_t bytes) override {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  // Every slot of every class back, each once.
+  bool AllBackOnce() {
+    std::lock_guard<std::mutex> hold(mu_);
+    for (uint32_t cls : kClasses) {
+      std::vector<void*> sorted = free_[cls];
+      std::sort(sorted.begin(), sorted.end());
+      if (sorted.size() != kPerClass) return false;
+      if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) return false;
+    }
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<void*> free_[kNumClasses];
+  struct alignas(16) Slot {
+    char bytes[16];
+  };
+  Slot storage_[kNumClasses][kPerClass];
+};
+
+TEST(CpuCacheObject, SmallCacheOverItsOwnSlabAndBackendLosesNothing) {
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable";
+  }
+  auto backend = std::make_unique<PoolBackend>();
+  rseq::PercpuSlab slab;
+  CpuCache cache(&slab, backend.get());
+  constexpr uint64_t kBudget = 4096;
+  ASSERT_TRUE(cache.Init(kBudget));
+  cache.Start(rseq::IndexMode::kCpuId);
+
+  std::atomic<bool> stop{false};
+  auto worker = [&](int t) {
+    std::mt19937 rng(t);
+    struct Held {
+      void* p;
+      uint32_t cls;
+    } held[48] = {};
+    for (int round = 0; round < 200000; ++round) {
+      Held& h = held[rng() % 48];
+      if (h.p != nullptr) {
+        void* p = h.p;
+        uint32_t cls = h.cls;
+        slab.Push(cls, p, [&] {
+          // Full, or no rseq here: the cache takes it or we return it.
+          if (!cache.Overflow(cls, p)) backend->ReturnBatch(cls, &p, 1);
+        });
+        h.p = nullptr;
+      } else {
+        uint32_t cls = PoolBackend::kClasses[rng() % 5];
+        void* p = slab.Pop(cls, [&]() -> void* {
+          void* q = cache.Refill(cls);
+          if (q == nullptr) backend->RemoveBatch(cls, &q, 1);
+          return q;
+        });
+        if (p != nullptr) h = {p, cls};
+      }
+    }
+    for (Held& h : held) {
+      if (h.p != nullptr) backend->ReturnBatch(h.cls, &h.p, 1);
+    }
+  };
+  std::thread drainer([&] {
+    while (!stop.load()) cache.DrainAll();
+  });
+  std::thread a(worker, 1), b(worker, 2);
+  a.join();
+  b.join();
+  stop.store(true);
+  drainer.join();
+
+  uint64_t steals_or_evictions = 0;
+  for (int id = 0; id < cache.NumIds(); ++id) {
+    CpuCache::IdStats s = cache.StatsOf(id);
+    EXPECT_LE(s.capacity_bytes, kBudget) << "id " << id;
+    steals_or_evictions += s.steals + s.evictions;
+  }
+  EXPECT_GT(steals_or_evictions, 0u) << "the small budget never made classes compete";
+  ASSERT_TRUE(cache.DrainAll());
+  EXPECT_EQ(cache.Totals().cached_bytes, 0u);
+  EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
+  // The allocator's own cache did not take part.
+  EXPECT_NE(&cache.slab(), &g_cpu_slab);
+  slab.Release();
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
-// Slow paths of the front end: first-call initialisation, cache selection,
-// refills and overflows, large blocks, and invalid pointers.
+// Slow paths of the front end: cache selection, refills and overflows,
+// large blocks, re-entered calls and invalid pointers (start-up and fork
+// are lifecycle.cc's).
 #include "allocator/frontend/frontend.h"
 
-#include <pthread.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,15 +11,14 @@
 #include <cstdlib>
 
 #include "allocator/base/log.h"
-#include "allocator/spinlock.h"
 #include "allocator/config/options.h"
+#include "allocator/frontend/lifecycle.h"
 #include "allocator/frontend/maintenance.h"
-#include "allocator/frontend/stats_report.h"
+#include "allocator/frontend/reentrant_blocks.h"
+#include "allocator/frontend/reentry.h"
 #include "allocator/frontend/shared_tls_child.h"
-#include "allocator/frontend/stats_signal.h"
-#include "allocator/reentrant_blocks.h"
-#include "allocator/reentry.h"
-#include "rseq/registration.h"
+#include "allocator/frontend/to_central.h"
+#include "allocator/frontend/upcalls.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -28,30 +27,6 @@ namespace {
 // as a difference of pointers into it, so glibc refuses it too.
 constexpr size_t kMaxRequest = PTRDIFF_MAX;
 
-std::atomic<bool> g_ready{false};
-std::atomic<CacheMode> g_mode{CacheMode::kNone};
-
-// What the options ask for, limited by what this kernel and process allow:
-// cid needs mm_cid (kernel >= 6.3), both per-CPU modes need rseq (glibc's
-// area or our own) and the slab reservation.
-CacheMode ResolveMode(CacheMode wanted) {
-  if (wanted == CacheMode::kNone || wanted == CacheMode::kThread) return wanted;
-  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
-    return CacheMode::kThread;
-  }
-  if (!CpuCache::Init()) return CacheMode::kThread;
-  if (wanted == CacheMode::kCpu || !rseq::MmCidSupported()) return CacheMode::kCpu;
-  return CacheMode::kCid;
-}
-
-bool PerCpu(CacheMode mode) { return mode == CacheMode::kCpu || mode == CacheMode::kCid; }
-
-// Set once at initialisation: which slow path serves this process.
-bool g_per_cpu = false;
-bool g_thread_caches = false;
-
-bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != CacheMode::kNone; }
-
 // Thread mode serves every call here (the per-CPU slab is never started):
 // the thread's own list, before any of the slow path's bookkeeping.
 [[gnu::always_inline]] inline void* PopThreadCache(uint32_t cls) {
@@ -59,50 +34,6 @@ bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) != Cache
 }
 [[gnu::always_inline]] inline bool PushThreadCache(uint32_t cls, void* p) {
   return g_thread_caches && tls_thread_cache->Push(cls, p);
-}
-
-// Whether this thread's fork handlers took the locks (see PrepareFork).
-__thread bool tls_fork_took_locks __attribute__((tls_model("initial-exec"))) = false;
-
-// Holding the locks across fork counts as being inside the allocator.
-//
-// fork() is async-signal-safe: a signal handler may call it after
-// interrupting this very thread inside malloc or free. The interrupted call
-// may hold any of our locks, so waiting for them would never end; then the
-// handlers take none. In a single-threaded process (glibc's tst-mallocfork2)
-// that is exact: nobody else holds a lock, and the interrupted call finishes
-// in both processes when the handler returns. In a multi-threaded one, a lock
-// another thread held stays held in the child, which is no worse than the
-// child of a multi-threaded fork is promised by POSIX (async-signal-safe calls
-// only) and than glibc, which deadlocks there.
-void PrepareFork() {
-  tls_fork_took_locks = !InsideAllocator();
-  EnterAllocator();
-  if (!tls_fork_took_locks) return;
-  ThreadCache::LockForFork();
-  CpuCache::LockForFork();
-  LockAllForFork();
-}
-
-void AfterFork(bool child) {
-  if (tls_fork_took_locks) {
-    UnlockAllAfterFork(child);
-    CpuCache::UnlockAfterFork();
-    ThreadCache::UnlockAfterFork();
-  }
-  if (child) MaintenanceAfterForkChild();
-  LeaveAllocator();
-}
-void AfterForkParent() { AfterFork(false); }
-void AfterForkChild() { AfterFork(true); }
-
-void PrintStartupLine(const Options& options) {
-  LogLine line;
-  line.Str("rseqmalloc: pid ").Dec(static_cast<uint64_t>(getpid()))
-      .Str(" mode=").Str(CacheModeName(g_mode.load(std::memory_order_relaxed)))
-      .Str(" (asked: ").Str(CacheModeName(options.cache)).Str(")\n")
-      .Flush(STDERR_FILENO);
-  PrintOptions(options, STDERR_FILENO);
 }
 
 void* OutOfMemory() {
@@ -131,53 +62,23 @@ void ReturnDeferredFreesIfAny() {
 
 }  // namespace
 
-// Until initialisation nothing could have been allocated, so any sized free
-// then is of a foreign pointer: check it.
-bool g_check_sized_free = true;
-// Class 0 for every size: the fast path's push fails and the slow path
-// checks (see FreeSized).
-constexpr uint8_t kNoSizedFreeClasses[size_class_internal::kLookupEntries] = {};
-
-void EnsureInitialized() {
-  if (__builtin_expect(g_ready.load(std::memory_order_acquire), 1)) return;
-  // The first thread resolves the mode (which may reserve the slab);
-  // racing threads wait for it. Nothing here allocates through malloc.
-  static SpinLock init_lock;
-  {
-    SpinLockHolder hold(&init_lock);
-    if (!g_ready.load(std::memory_order_acquire)) {
-      InitCentralHeap();
-      const Options& options = GetOptions();
-      SetPageHeapFreeCap(options.retained_free_bytes);
-      SetPageHeapReleaseDelay(options.release_delay_ms * 1'000'000);
-      if (options.huge_pages) UseHugePages(true);
-      CacheMode mode = ResolveMode(options.cache);
-      ConfigureMaintenance(options.background_thread && mode != CacheMode::kNone);
-      g_mode.store(mode, std::memory_order_relaxed);
-      g_per_cpu = PerCpu(mode);
-      g_thread_caches = mode == CacheMode::kThread;
-      if (g_per_cpu) {
-        CpuCache::Start(mode == CacheMode::kCid ? rseq::IndexMode::kMmCid
-                                                : rseq::IndexMode::kCpuId);
-      }
-      g_check_sized_free = options.check_sized_free;
-      if (g_check_sized_free) g_sized_free_classes = kNoSizedFreeClasses;
-      g_ready.store(true, std::memory_order_release);
+void ReturnToCentralSorting(uint32_t cls, void* const* objects, int n) {
+  constexpr int kChunk = 64;
+  void* ours[kChunk];
+  int kept = 0;
+  for (int i = 0; i < n; ++i) {
+    if (ReentrantFree(objects[i])) continue;
+    ours[kept++] = objects[i];
+    if (kept == kChunk) {
+      InsertBatch(cls, ours, kept);
+      kept = 0;
     }
   }
-  const Options& options = GetOptions();
-
-  // One-time hooks, registered only now: pthread_atfork and atexit may
-  // allocate, and those calls must find the allocator ready.
-  static std::atomic<bool> hooks_done{false};
-  if (hooks_done.exchange(true)) return;
-  pthread_atfork(PrepareFork, AfterForkParent, AfterForkChild);
-  if (options.stats_at_exit) atexit(ReportStats);
-  if (options.verbose) PrintStartupLine(options);
-  if (options.stats_signal != 0) InstallStatsSignal(options.stats_signal);
+  if (kept != 0) InsertBatch(cls, ours, kept);
 }
 
 void ReturnDeferredFrees() {
+  AllocatorSection section;  // the central heap's locks
   void* node = TakeDeferredFrees();
   while (node != nullptr) {
     void* next = NextDeferred(node);
@@ -185,7 +86,7 @@ void ReturnDeferredFrees() {
     if (cls == kLargeClass) {
       FreeLarge(node);
     } else {
-      InsertBatch(cls, &node, 1);
+      ReturnToCentral(cls, &node, 1);
     }
     node = next;
   }
@@ -196,7 +97,7 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   if (InsideAllocator()) return AllocateReentered(ClassToSize(cls), 16);
   // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
-  PrintPendingStatsReportIfAny();
+  ServeStatsRequestIfAny();
   AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
@@ -204,7 +105,7 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   if (MayShareTlsWithChild()) return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
   // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
   // of memory, which the thread-cache path below finds out again).
-  if (g_per_cpu && (p = CpuCache::Refill(cls)) != nullptr) return p;
+  if (g_per_cpu && (p = g_cpu_cache.Refill(cls)) != nullptr) return p;
   if (UsesThreadCaches()) {
     if (ThreadCache* cache = ThreadCache::Current()) {
       void* p = cache->PopInside(cls);  // the quick pop may have seen the empty cache
@@ -223,7 +124,7 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
     return AllocateReentered(size, align);
   }
   EnsureInitialized();
-  PrintPendingStatsReportIfAny();
+  ServeStatsRequestIfAny();
   AttendMaintenanceIfAsked();
   // Inside: a signal handler's malloc must not wait for the page heap lock
   // this call may hold.
@@ -244,21 +145,21 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
   if (!small) cls = ClassifyPointer(p);  // the raw byte: large, or not ours
   if (small && PushThreadCache(cls, p)) return;
   if (InsideAllocator()) return FreeReentered(p, cls);
-  PrintPendingStatsReportIfAny();
+  ServeStatsRequestIfAny();
   AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   if (small) {
-    if (MayShareTlsWithChild()) return InsertBatch(cls, &p, 1);
+    if (MayShareTlsWithChild()) return ReturnToCentral(cls, &p, 1);
     // Per-CPU overflow; false when this thread cannot use rseq.
-    if (g_per_cpu && CpuCache::Overflow(cls, p)) return;
+    if (g_per_cpu && g_cpu_cache.Overflow(cls, p)) return;
     if (UsesThreadCaches()) {
       if (ThreadCache* cache = ThreadCache::Current()) {
         if (!cache->PushInside(cls, p)) cache->Overflow(cls, p);
         return;
       }
     }
-    InsertBatch(cls, &p, 1);
+    ReturnToCentral(cls, &p, 1);
     return;
   }
   if (p == nullptr) return;
@@ -312,20 +213,23 @@ size_t CheckedUsableSize(const void* p) {
   return 0;
 }
 
+bool OwnsPointer(const void* p) {
+  if (ClassifyPointer(p) == kNotOurs) return ReentrantUsableSize(p) != 0;
+  return IsObjectStart(p);
+}
+
+void TrimCaches() {
+  EnsureInitialized();
+  AllocatorSection section;  // a signal handler's malloc must not wait for our locks
+  g_cpu_cache.DrainAll();
+  if (ThreadCache* cache = ThreadCache::Current()) cache->Flush();
+  ReleaseFreeMemory();
+}
+
 void ReportInvalidPointer(const char* what, const void* p) {
   if (GetOptions().abort_on_invalid_free) CrashWithPointer(what, p);
   LogLine line;
   line.Str("rseqmalloc: ").Str(what).Str(" ").Ptr(p).Str(" (ignored)\n").Flush(STDERR_FILENO);
-}
-
-const char* ActiveModeName() {
-  EnsureInitialized();
-  CacheMode mode = g_mode.load(std::memory_order_relaxed);
-  if ((mode == CacheMode::kCpu || mode == CacheMode::kCid) &&
-      rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
-    return CacheModeName(CacheMode::kThread);  // this thread falls back
-  }
-  return CacheModeName(mode);
 }
 
 }  // namespace rseqmalloc::internal

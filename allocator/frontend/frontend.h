@@ -32,10 +32,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocator/central_heap.h"
+#include "allocator/central/central_heap.h"
+#include "allocator/frontend/lifecycle.h"
 #include "allocator/frontend/cpu_cache.h"
 #include "allocator/frontend/thread_cache.h"
-#include "allocator/size_classes.h"
+#include "allocator/base/size_classes.h"
 
 namespace rseqmalloc::internal {
 
@@ -81,7 +82,7 @@ void* AllocateAligned(size_t size, size_t align) noexcept;
 // not small classes (0, kLargeClass, kNotOurs) have no capacity on any id
 // (cpu_cache.cc), so their push fails and FreeSlow classifies the pointer.
 [[gnu::always_inline]] inline void Free(void* p) {
-  FreeSmall(p, g_pagemap.ClassOfAddress(reinterpret_cast<uintptr_t>(p)));
+  FreeSmall(p, RawClassOf(p));
 }
 
 // free_sized / sized delete: `size` is what was asked for. The class comes
@@ -123,15 +124,18 @@ bool ResizeLargeBlock(void* p, size_t size);
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);
 
+// rseqmalloc_owns: an object start of ours, or a block mapped for a signal
+// handler.
+bool OwnsPointer(const void* p);
+
+// malloc_trim: returns cached memory of every layer to the OS. Per-CPU
+// caches are drained remotely, the calling thread's cache is flushed (other
+// threads' caches belong to them), then every free page is released.
+void TrimCaches();
+
 // "rseqmalloc: <what> <p>": aborts, or with RSEQMALLOC_ABORT_ON_INVALID_FREE=0
 // prints the line with " (ignored)" and returns.
 void ReportInvalidPointer(const char* what, const void* p);
-
-// Mode actually in use by the calling thread: "cpu", "cid", "thread", "none".
-const char* ActiveModeName();
-
-// Starts the allocator if nothing did yet (also called before main).
-void EnsureInitialized();
 
 }  // namespace rseqmalloc::internal
 

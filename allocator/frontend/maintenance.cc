@@ -10,8 +10,9 @@
 #include <unistd.h>
 
 #include "allocator/base/clock.h"
-#include "allocator/central_heap.h"
+#include "allocator/central/central_heap.h"
 #include "allocator/frontend/cpu_cache.h"
+#include "allocator/frontend/reentry.h"
 #include "allocator/frontend/shared_tls_child.h"
 
 namespace rseqmalloc::internal {
@@ -76,12 +77,12 @@ void OnDeadlineAppeared() {
 // Cache housekeeping; true when caches still hold objects afterwards (the
 // next pass may return them).
 bool CachePass() {
-  CpuCache::MaintainAll();
-  g_ids_drained.fetch_add(static_cast<uint64_t>(CpuCache::DrainIdleIfDue()),
+  g_cpu_cache.MaintainAll();
+  g_ids_drained.fetch_add(static_cast<uint64_t>(g_cpu_cache.DrainIdleIfDue()),
                           std::memory_order_relaxed);
   g_transfer_returned.fetch_add(ReturnIdleTransferObjects(), std::memory_order_relaxed);
   g_passes.fetch_add(1, std::memory_order_relaxed);
-  return GetCpuCacheTotals().cached_bytes != 0 || TransferCacheObjects() != 0;
+  return g_cpu_cache.Totals().cached_bytes != 0 || TransferCacheObjects() != 0;
 }
 
 void* Main(void*) {
@@ -149,7 +150,10 @@ void Start() {
     g_state.store(kFailed, std::memory_order_relaxed);
     return;
   }
-  SetBackgroundPageRelease(true);
+  {
+    AllocatorSection section;  // the page heap's lock, on a program's thread
+    SetBackgroundPageRelease(true);
+  }
   g_state.store(kRunning, std::memory_order_release);
 }
 

@@ -4,8 +4,8 @@
 
 #include <cstring>
 
-#include "allocator/arena.h"
-#include "allocator/central_heap.h"
+#include "allocator/central/central_heap.h"
+#include "allocator/frontend/to_central.h"
 #include "allocator/config/options.h"
 
 namespace rseqmalloc::internal {
@@ -39,7 +39,7 @@ void CreateExitKey(void (*destructor)(void*)) {
 
 // Storage for one cache: a recycled one, or fresh metadata (never malloc).
 void* AllocateCacheStorage() {
-  if (recycled == nullptr) return ArenaAlloc(sizeof(ThreadCache));
+  if (recycled == nullptr) return AllocateMetadata(sizeof(ThreadCache));
   void* p = recycled;
   recycled = *static_cast<void**>(p);
   return p;
@@ -121,7 +121,7 @@ void ThreadCache::Overflow(uint32_t cls, void* p) {
   FreeList& list = lists_[cls];
   uint32_t batch = static_cast<uint32_t>(ClassToBatch(cls));
   ReleaseBatch(cls, batch < list.length ? batch : list.length);
-  if (!PushInside(cls, p)) InsertBatch(cls, &p, 1);  // capacity 0: cache nothing
+  if (!PushInside(cls, p)) ReturnToCentral(cls, &p, 1);  // capacity 0: cache nothing
   ScavengeIfOverBudget();
 }
 
@@ -136,7 +136,7 @@ void ThreadCache::ReleaseBatch(uint32_t cls, uint32_t count) {
     }
     list.length -= n;
     count -= n;
-    InsertBatch(cls, objects, static_cast<int>(n));
+    ReturnToCentral(cls, objects, static_cast<int>(n));
   }
 }
 

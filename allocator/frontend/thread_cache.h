@@ -13,8 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "allocator/reentry.h"
-#include "allocator/size_classes.h"
+#include "allocator/frontend/reentry.h"
+#include "allocator/base/size_classes.h"
 
 namespace rseqmalloc::internal {
 

@@ -19,7 +19,7 @@
 #include <cstring>
 #include <string>
 
-#include "allocator/reentry.h"
+#include "allocator/frontend/reentry.h"
 #include "gtest/gtest.h"
 
 namespace {

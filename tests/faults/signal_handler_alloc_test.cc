@@ -16,13 +16,14 @@
 //    layer busy.
 //  * HandlerInterruptsTheAllocator: the victims call the allocator with
 //    SIGUSR1 open, so a handler lands in the middle of their own malloc and
-//    free. Before the re-entry path (allocator/reentry.h) every rseqmalloc
+//    free. Before the re-entry path (allocator/frontend/reentry.h) every rseqmalloc
 //    mode stopped within a second here (the interrupted thread held a lock
 //    its handler then waited for, and every other thread queued behind it;
 //    thread mode corrupted its cache). Now every thread must keep going, and
 //    the statistics must show that re-entered calls happened and were served
 //    by that path. glibc's malloc still deadlocks in this scenario, so the
 //    glibc variant skips it.
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -131,7 +132,7 @@ void* Worker(void* raw) {
   size_t live_size[kLiveBlocks] = {};
   std::atomic<uint64_t>& ops = g_progress->ops[arg->index];
   const bool guard = arg->victim && arg->guarded;
-  while (!g_stop.load(std::memory_order_relaxed)) {
+  for (uint64_t window = 0; !g_stop.load(std::memory_order_relaxed); ++window) {
     // A signal that arrives while blocked is delivered at the unblock,
     // that is between allocator calls.
     if (guard) pthread_sigmask(SIG_BLOCK, &set, nullptr);
@@ -152,6 +153,13 @@ void* Worker(void* raw) {
       }
       live[slot] = p;
       live_size[slot] = size;
+    }
+    // Now and then the calls that take every lock of every layer from a
+    // program's thread, outside any malloc: the trim and the statistics.
+    if (window % 64 == 0) {
+      malloc_trim(0);
+      struct mallinfo2 info = mallinfo2();
+      if (info.arena == 0) g_progress->corrupt_blocks.fetch_add(1);
     }
     if (guard) pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
     ops.fetch_add(kOpsPerWindow, std::memory_order_relaxed);

@@ -1,0 +1,121 @@
+#include "allocator/central/central_freelist.h"
+
+#include "allocator/pages/pagemap.h"
+#include "allocator/base/size_classes.h"
+#include "allocator/pages/system.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Empty slabs found by one InsertRange are handed to the page heap after the
+// list lock is dropped; more than this many are handed over with it held.
+constexpr int kMaxDeferredSpans = 16;
+
+}  // namespace
+
+void CentralFreeList::Init(uint32_t cls, PageHeap* heap) {
+  cls_ = cls;
+  object_size_ = static_cast<uint32_t>(ClassToSize(cls));
+  pages_per_span_ = ClassToPages(cls);
+  objects_per_span_ = static_cast<uint32_t>((pages_per_span_ * kPageSize) / object_size_);
+  heap_ = heap;
+}
+
+void* CentralFreeList::PopFrom(Span* span) {
+  void* obj = span->freelist;
+  if (obj != nullptr) {
+    span->freelist = *static_cast<void**>(obj);
+  } else {
+    // Carve the next untouched object.
+    obj = reinterpret_cast<void*>(span->start_address() +
+                                  static_cast<uintptr_t>(span->carved) * object_size_);
+    ++span->carved;
+  }
+  ++span->allocated;
+  --free_objects_;
+  if (span->allocated == objects_per_span_) {
+    nonempty_.Remove(span);
+    span->on_list = false;
+  }
+  return obj;
+}
+
+int CentralFreeList::RemoveRange(void** out, int n) {
+  int got = 0;
+  lock_.Lock();
+  while (got < n) {
+    Span* span = nonempty_.first();
+    if (span == nullptr) {
+      // Do not hold this class's lock across the page heap (it may grow the
+      // heap or madvise), so other threads can keep freeing into the list.
+      lock_.Unlock();
+      Span* fresh = heap_->New(pages_per_span_, cls_);
+      lock_.Lock();
+      if (fresh == nullptr) break;
+      ++spans_;
+      free_objects_ += objects_per_span_;
+      nonempty_.PushFront(fresh);
+      fresh->on_list = true;
+      continue;
+    }
+    out[got++] = PopFrom(span);
+  }
+  lock_.Unlock();
+  return got;
+}
+
+void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
+  Span* span = g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(object) >> kPageShift);
+  if (span == nullptr || span->size_class != cls_ || span->allocated == 0) {
+    CrashWithPointer("free(): double free or invalid pointer", object);
+  }
+  // Two O(1) checks on this batched path (objects reach it only when the
+  // transfer cache overflows, never on the fast path): an interior pointer,
+  // and the same object freed twice in a row (its two copies drain to the
+  // central list together, so the second finds the first at the head).
+  if ((reinterpret_cast<uintptr_t>(object) - span->start_address()) % ClassToSize(cls_) != 0) {
+    CrashWithPointer("free(): invalid pointer (not the start of an object)", object);
+  }
+  if (object == span->freelist) CrashWithPointer("free(): double free", object);
+  *static_cast<void**>(object) = span->freelist;
+  span->freelist = object;
+  --span->allocated;
+  ++free_objects_;
+  if (span->allocated == 0) {
+    if (span->on_list) nonempty_.Remove(span);
+    span->on_list = false;
+    --spans_;
+    free_objects_ -= objects_per_span_;
+    if (*num_to_free == kMaxDeferredSpans) {
+      heap_->Delete(span);
+    } else {
+      to_free[(*num_to_free)++] = span;
+    }
+  } else if (!span->on_list) {
+    nonempty_.PushFront(span);
+    span->on_list = true;
+  }
+}
+
+void CentralFreeList::InsertRange(void* const* items, int n) {
+  Span* to_free[kMaxDeferredSpans];
+  int num_to_free = 0;
+  lock_.Lock();
+  for (int i = 0; i < n; ++i) Release(items[i], to_free, &num_to_free);
+  lock_.Unlock();
+  for (int i = 0; i < num_to_free; ++i) heap_->Delete(to_free[i]);
+}
+
+void CentralFreeList::GetStats(CentralFreeListStats* out) {
+  SpinLockHolder h(&lock_);
+  GetStatsLocked(out);
+}
+
+void CentralFreeList::GetStatsLocked(CentralFreeListStats* out) const {
+  out->spans = spans_;
+  out->free_objects = free_objects_;
+  out->out_objects = spans_ * objects_per_span_ - free_objects_;
+  out->lock_contended = lock_.contended();
+}
+
+}  // namespace rseqmalloc::internal

@@ -1,0 +1,247 @@
+#include "allocator/central/central_heap.h"
+
+#include <atomic>
+#include <cstring>
+
+#include "allocator/pages/arena.h"
+#include "allocator/central/central_freelist.h"
+#include "allocator/pages/page_heap.h"
+#include "allocator/base/spinlock.h"
+#include "allocator/pages/system.h"
+#include "allocator/central/transfer_cache.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Beyond this a byte count cannot name pages inside a 48-bit address space.
+constexpr size_t kMaxLargeBytes = size_t{1} << (kAddressBits - 1);
+
+constinit SpinLock g_init_lock;
+constinit std::atomic<bool> g_initialized{false};
+constinit PageHeap g_page_heap;
+constinit CentralFreeList g_central[kNumClasses];
+constinit TransferCache g_transfer[kNumClasses];
+
+[[gnu::noinline, gnu::cold]] void InitSlow() {
+  SpinLockHolder h(&g_init_lock);
+  if (g_initialized.load(std::memory_order_relaxed)) return;
+  size_t total_slots = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    total_slots += static_cast<size_t>(TransferCache::CapacityFor(cls));
+  }
+  void** slots = static_cast<void**>(ArenaAlloc(total_slots * sizeof(void*)));
+  if (slots == nullptr) Crash("cannot map memory for the transfer caches");
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    g_central[cls].Init(cls, &g_page_heap);
+    g_transfer[cls].Init(cls, &g_central[cls], slots);
+    slots += TransferCache::CapacityFor(cls);
+  }
+  g_initialized.store(true, std::memory_order_release);
+}
+
+bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
+
+size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
+
+// The span of the in-use large block that starts at p; crashes naming p
+// otherwise (anything else would corrupt the heap).
+Span* LiveLargeSpan(void* p, const char* what) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  Span* span = g_pagemap.GetSpan(a >> kPageShift);
+  if (span == nullptr || span->start_address() != a || span->size_class != kLargeClass ||
+      span->location != SpanLocation::kInUse || span->owner != &g_page_heap) {
+    CrashWithPointer(what, p);
+  }
+  return span;
+}
+
+}  // namespace
+
+void InitCentralHeap() {
+  if (__builtin_expect(!g_initialized.load(std::memory_order_acquire), 0)) InitSlow();
+}
+
+int RemoveBatch(uint32_t cls, void** out, int n) {
+  InitCentralHeap();
+  if (!ValidClass(cls) || n <= 0) return 0;
+  return g_transfer[cls].RemoveRange(out, n);
+}
+
+void InsertBatch(uint32_t cls, void* const* items, int n) {
+  InitCentralHeap();
+  if (!ValidClass(cls)) Crash("InsertBatch: invalid size class");
+  if (n <= 0) return;
+  g_transfer[cls].InsertRange(items, n);
+}
+
+// calloc-sized blocks from this size up are zeroed by madvise, not memset.
+constexpr size_t kZeroByReleaseBytes = size_t{2} << 20;
+
+void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
+  InitCentralHeap();
+  if (align < kPageSize) align = kPageSize;
+  if ((align & (align - 1)) != 0 || align > kMaxLargeBytes || size > kMaxLargeBytes) {
+    return nullptr;
+  }
+  Span* span = g_page_heap.New(PagesFor(size), kLargeClass, align >> kPageShift);
+  if (span == nullptr) return nullptr;
+  if (zeroed != nullptr) {
+    *zeroed = span->was_returned;
+    // A big block on resident pages (freed recently, kept for reuse) is
+    // zeroed by giving its pages back rather than by writing them: the
+    // caller touches only what it uses, and its RSS starts at zero, as with
+    // the fresh mapping glibc would give it. Below the threshold memset is
+    // cheaper than the faults that follow.
+    if (!*zeroed && span->bytes() >= kZeroByReleaseBytes) {
+      *zeroed = SystemRelease(span->start(), span->bytes());
+    }
+  }
+  return span->start();
+}
+
+void FreeLarge(void* p) {
+  g_page_heap.Delete(LiveLargeSpan(p, "free(): invalid pointer (not the start of a live large block)"));
+}
+
+bool ResizeLargeInPlace(void* p, size_t size) {
+  if (size > kMaxLargeBytes) return false;
+  Span* span = LiveLargeSpan(p, "realloc(): invalid pointer (not the start of a live large block)");
+  return g_page_heap.ResizeLarge(span, PagesFor(size));
+}
+
+void* AllocateMetadata(size_t bytes) { return ArenaAlloc(bytes); }
+
+bool IsObjectStart(const void* p) {
+  uint32_t cls = ClassifyPointer(p);
+  if (cls == kLargeClass) return true;
+  if (cls == kNotOurs || p == nullptr) return false;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  const Span* span = g_pagemap.GetSpan(a >> kPageShift);
+  return span != nullptr && (a - span->start_address()) % ClassToSize(cls) == 0;
+}
+
+size_t UsableSize(const void* p) {
+  uint32_t cls = ClassifyPointer(p);
+  if (cls == kNotOurs) return 0;
+  if (cls != kLargeClass) return ClassToSize(cls);
+  Span* span = g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift);
+  return span == nullptr ? 0 : span->bytes();
+}
+
+void ReleaseFreeMemory() {
+  InitCentralHeap();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Drain();
+  g_page_heap.ReleaseAll();
+}
+
+void SetPageHeapFreeCap(size_t bytes) { g_page_heap.SetFreeCap(bytes); }
+size_t PageHeapFreeCap() { return g_page_heap.free_cap(); }
+void SetPageHeapReleaseDelay(uint64_t ns) { g_page_heap.SetReleaseDelay(ns); }
+uint64_t PageHeapReleaseDelay() { return g_page_heap.release_delay(); }
+void UseHugePages(bool on) { SystemUseHugePages(on); }
+
+uint64_t ReleaseExpiredPages(uint64_t* released) { return g_page_heap.ReleaseExpired(released); }
+uint64_t NextPageReleaseDeadline() { return g_page_heap.next_release_deadline(); }
+uint64_t PagesWaitingForReleaseBytes() { return g_page_heap.waiting_bytes(); }
+void SetBackgroundPageRelease(bool on) { g_page_heap.SetBackgroundSweeps(on); }
+void SetPageReleaseDeadlineHook(void (*hook)()) { g_page_heap.SetDeadlineHook(hook); }
+
+uint64_t TransferCacheObjects() {
+  InitCentralHeap();
+  uint64_t objects = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    TransferCacheStats t;
+    g_transfer[cls].GetStats(&t);
+    objects += t.objects;
+  }
+  return objects;
+}
+
+uint64_t ReturnIdleTransferObjects() {
+  InitCentralHeap();
+  uint64_t moved = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) moved += g_transfer[cls].ReturnIdle();
+  return moved;
+}
+
+void GetCentralStats(CentralStats* out) {
+  InitCentralHeap();
+  memset(out, 0, sizeof(*out));
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
+  g_page_heap.Lock();
+
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    CentralFreeListStats c;
+    TransferCacheStats t;
+    g_central[cls].GetStatsLocked(&c);
+    g_transfer[cls].GetStatsLocked(&t);
+    CentralClassStats& k = out->per_class[cls];
+    size_t size = ClassToSize(cls);
+    size_t span_bytes = ClassToPages(cls) * kPageSize;
+    k.size = size;
+    k.spans = c.spans;
+    k.span_bytes = c.spans * span_bytes;
+    k.central_free_objects = c.free_objects;
+    k.transfer_objects = t.objects;
+    k.in_use_objects = static_cast<uint64_t>(t.outstanding);
+    k.transfer_lock_contended = t.lock_contended;
+    k.central_lock_contended = c.lock_contended;
+    out->central_free_bytes += k.central_free_objects * size;
+    out->transfer_cache_bytes += k.transfer_objects * size;
+    out->small_in_use_bytes += k.in_use_objects * size;
+    out->span_waste_bytes += c.spans * (span_bytes % size);
+  }
+  PageHeapStats ph;
+  g_page_heap.GetStatsLocked(&ph);
+  // The page heap's lock keeps it from growing, so the system's counters
+  // match its own here.
+  SystemStats sys;
+  GetSystemStats(&sys);
+  ArenaStats arena;
+  GetArenaStats(&arena);
+
+  g_page_heap.Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+
+  out->system_reserved_bytes = sys.reserved_bytes;
+  out->system_unused_bytes = sys.reserved_bytes - sys.handed_out_bytes;
+  out->system_released_bytes_total = sys.released_bytes_total;
+  out->page_heap_bytes = ph.total_bytes;
+  out->small_span_bytes = ph.small_in_use_bytes;
+  out->large_in_use_bytes = ph.large_in_use_bytes;
+  out->page_heap_free_bytes = ph.free_backed_bytes;
+  out->page_heap_returned_bytes = ph.free_returned_bytes;
+  out->page_heap_free_cap_bytes = g_page_heap.free_cap();
+  out->page_heap_release_delay_ns = g_page_heap.release_delay();
+  out->page_heap_next_release_ns = ph.next_release_ns;
+  out->released_expired_bytes = ph.released_expired_bytes;
+  out->released_growth_bytes = ph.released_growth_bytes;
+  out->released_cap_bytes = ph.released_cap_bytes;
+  out->released_trim_bytes = ph.released_trim_bytes;
+  out->free_spans = ph.free_spans;
+  out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();
+  out->spans_metadata = arena.spans_in_use;
+}
+
+void LockAllForFork() {
+  g_init_lock.Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
+  g_page_heap.Lock();
+  ArenaLockForFork();
+  SystemLockForFork();
+}
+
+void UnlockAllAfterFork(bool child) {
+  if (child) g_page_heap.ReclaimReleasingLocked();
+  SystemUnlockAfterFork();
+  ArenaUnlockAfterFork();
+  g_page_heap.Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
+  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+  g_init_lock.Unlock();
+}
+
+}  // namespace rseqmalloc::internal

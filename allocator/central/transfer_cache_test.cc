@@ -1,0 +1,98 @@
+#include "allocator/central/transfer_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "allocator/central/central_freelist.h"
+#include "allocator/pages/page_heap.h"
+#include "allocator/base/size_classes.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+constinit PageHeap g_heap;
+
+TEST(TransferCache, CapacityIsBoundedInBatchesAndBytes) {
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    size_t cap = static_cast<size_t>(TransferCache::CapacityFor(cls));
+    size_t batch = static_cast<size_t>(ClassToBatch(cls));
+    EXPECT_GE(cap, 2 * batch) << cls;
+    EXPECT_LE(cap, kTransferCacheBatches * batch) << cls;
+    EXPECT_LE(cap * ClassToSize(cls),
+              std::max(kTransferCacheMaxBytes, 2 * batch * ClassToSize(cls)))
+        << cls;
+  }
+}
+
+struct Fixture {
+  explicit Fixture(uint32_t cls) : slots(static_cast<size_t>(TransferCache::CapacityFor(cls))) {
+    central.Init(cls, &g_heap);
+    cache.Init(cls, &central, slots.data());
+  }
+  std::vector<void*> slots;
+  CentralFreeList central;
+  TransferCache cache;
+};
+
+TEST(TransferCache, FreedBatchIsServedBackWithoutTouchingSlabs) {
+  static Fixture f(SizeToClass(128));
+  void* a[32];
+  ASSERT_EQ(f.cache.RemoveRange(a, 32), 32);
+  CentralFreeListStats c0;
+  f.central.GetStats(&c0);
+  EXPECT_EQ(c0.out_objects, 32u);
+  f.cache.InsertRange(a, 32);
+  TransferCacheStats t;
+  f.cache.GetStats(&t);
+  EXPECT_EQ(t.objects, 32u);
+  EXPECT_EQ(t.outstanding, 0);
+  void* b[32];
+  ASSERT_EQ(f.cache.RemoveRange(b, 32), 32);
+  EXPECT_EQ(std::set<void*>(a, a + 32), std::set<void*>(b, b + 32));
+  CentralFreeListStats c1;
+  f.central.GetStats(&c1);
+  EXPECT_EQ(c1.out_objects, 32u);  // the slabs never saw the round trip
+  f.cache.InsertRange(b, 32);
+  f.cache.Drain();
+  f.central.GetStats(&c1);
+  EXPECT_EQ(c1.spans, 0u);
+}
+
+TEST(TransferCache, OverflowGoesToTheCentralListAndRefillsFromIt) {
+  uint32_t cls = SizeToClass(16384);
+  static Fixture f(cls);
+  int cap = TransferCache::CapacityFor(cls);
+  int n = cap + 10;
+  std::vector<void*> objs(n);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
+  EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), static_cast<size_t>(n));
+  f.cache.InsertRange(objs.data(), n);
+  TransferCacheStats t;
+  f.cache.GetStats(&t);
+  EXPECT_EQ(t.objects, static_cast<uint64_t>(cap));
+  EXPECT_EQ(t.outstanding, 0);
+  CentralFreeListStats c;
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, static_cast<uint64_t>(cap));
+
+  // Asking for more than is cached takes the cache and tops up centrally.
+  std::vector<void*> again(n);
+  ASSERT_EQ(f.cache.RemoveRange(again.data(), n), n);
+  f.cache.GetStats(&t);
+  EXPECT_EQ(t.objects, 0u);
+  EXPECT_EQ(t.outstanding, n);
+  EXPECT_EQ(std::set<void*>(again.begin(), again.end()).size(), static_cast<size_t>(n));
+  f.cache.InsertRange(again.data(), n);
+  f.cache.Drain();
+  f.cache.GetStats(&t);
+  EXPECT_EQ(t.objects, 0u);
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, 0u);
+  EXPECT_EQ(c.spans, 0u);
+}
+
+}  // namespace
+}  // namespace rseqmalloc::internal

@@ -1,0 +1,457 @@
+#include "allocator/pages/page_heap.h"
+
+#include "allocator/pages/arena.h"
+#include "allocator/pages/pagemap.h"
+#include "allocator/pages/system.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+// Larger requests cannot name a 48-bit address range.
+constexpr size_t kMaxRequestPages = size_t{1} << (kPageNumberBits - 1);
+
+size_t RoundUp(size_t n, size_t align) { return (n + align - 1) / align * align; }
+
+}  // namespace
+
+Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
+  if (n == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0) return nullptr;
+  if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
+  size_t need = align_pages > 1 ? n + align_pages - 1 : n;
+  bool released_for_growth = false;
+  for (;;) {
+    uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
+    bool no_fit = false;
+    PendingWork work;
+    lock_.Lock();
+    Span* span = TryNewLocked(n, cls, align_pages, &no_fit);
+    // Free resident pages up to what is in use are the reuse pool; only
+    // beyond that does growth give old long runs back first.
+    bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
+    if (span != nullptr && now != 0) work = SweepDueLocked(now);
+    lock_.Unlock();
+    if (span != nullptr) {
+      DoPendingWork(work);
+      return span;
+    }
+    if (!no_fit) return nullptr;  // metadata exhausted
+    if (!released_for_growth && long_backed) {
+      // No free span fits: before fresh pages are touched, as many pages of
+      // the oldest long backed runs go back (they could not serve this).
+      released_for_growth = true;
+      ReleaseGoal growth;
+      growth.min_pages = need;
+      growth.long_only = true;
+      growth.cause = Cause::kGrowth;
+      Release(growth);
+      continue;  // released runs may coalesce into a fit
+    }
+    if (!GrowUnlocked(need)) return nullptr;
+  }
+}
+
+// An aligned run is looked for inside every free span, not only in spans
+// long enough for any placement (n + align - 1 pages): a loop of
+// posix_memalign(1 GiB) + free leaves its freed page between two pieces of
+// another state, and asking for a fresh GiB each time mapped 1 GiB per
+// iteration.
+Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* no_fit) {
+  uintptr_t first = 0;
+  Span* span = align_pages > 1 ? FindFreeAligned(n, align_pages, &first) : FindFree(n);
+  if (span == nullptr) {
+    *no_fit = true;
+    return nullptr;
+  }
+  if (align_pages > 1) {
+    span = Carve(span, span->num_pages);
+    if (span == nullptr || !TrimTo(span, first, n)) return nullptr;
+  } else {
+    span = Carve(span, n);
+    if (span == nullptr) return nullptr;
+  }
+  Register(span, cls);
+  return span;
+}
+
+void PageHeap::Delete(Span* span) {
+  uint64_t now = Now();
+  PendingWork work;
+  {
+    SpinLockHolder h(&lock_);
+    if (span->owner != this || span->location != SpanLocation::kInUse) {
+      Crash("PageHeap::Delete of a span that is not in use in this heap");
+    }
+    if (span->size_class == kLargeClass) {
+      g_pagemap.SetClass(span->first_page, 0);
+      large_pages_ -= span->num_pages;
+    } else {
+      for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) g_pagemap.SetClass(p, 0);
+      small_pages_ -= span->num_pages;
+    }
+    span->size_class = 0;
+    span->freelist = nullptr;
+    span->location = SpanLocation::kFreeBacked;
+    span->free_since_ns = now;
+    MergeAndInsert(span, /*absorb_returned=*/true);
+    work = AfterFreeLocked(now);
+  }
+  DoPendingWork(work);
+}
+
+bool PageHeap::ResizeLarge(Span* span, size_t n) {
+  if (n == 0 || n > kMaxRequestPages) return false;
+  if (n < span->num_pages) {
+    // Shrinking frees a tail: stamp it, and sweep afterwards like Delete.
+    uint64_t now = Now();
+    PendingWork work;
+    {
+      SpinLockHolder h(&lock_);
+      if (!ShrinkLargeLocked(span, n, now)) return false;
+      work = AfterFreeLocked(now);
+    }
+    DoPendingWork(work);
+    return true;
+  }
+  SpinLockHolder h(&lock_);
+  CheckInUseLargeLocked(span);
+  if (n == span->num_pages) return true;
+  size_t extra = n - span->num_pages;
+  Span* next = FreeSpanAfter(span);
+  if (next == nullptr || next->num_pages < extra) {
+    // The block ends where the heap does: claim what follows from the system.
+    uintptr_t end = span->first_page + span->num_pages;
+    size_t have = next == nullptr ? 0 : next->num_pages;
+    if (!GrowAt(end + have, extra - have)) return false;
+    next = FreeSpanAfter(span);
+    if (next == nullptr || next->num_pages < extra) return false;
+  }
+  RemoveFree(next);
+  if (next->num_pages > extra) {
+    next->first_page += extra;
+    next->num_pages -= extra;
+    SetBoundaries(next);
+    InsertFree(next);
+  } else {
+    DeleteSpan(next);
+  }
+  span->num_pages = n;
+  large_pages_ += extra;
+  SetBoundaries(span);
+  return true;
+}
+
+void PageHeap::CheckInUseLargeLocked(const Span* span) const {
+  if (span->owner != this || span->location != SpanLocation::kInUse ||
+      span->size_class != kLargeClass) {
+    Crash("PageHeap::ResizeLarge of a span that is not an in-use large block");
+  }
+}
+
+bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
+  CheckInUseLargeLocked(span);
+  Span* tail = NewSpan();
+  if (tail == nullptr) return false;
+  tail->owner = this;
+  tail->first_page = span->first_page + n;
+  tail->num_pages = span->num_pages - n;
+  tail->location = SpanLocation::kFreeBacked;
+  tail->free_since_ns = now;
+  large_pages_ -= tail->num_pages;
+  span->num_pages = n;
+  SetBoundaries(span);
+  MergeAndInsert(tail, /*absorb_returned=*/true);
+  return true;
+}
+
+// The free span of this heap that starts right after `span`, if any.
+Span* PageHeap::FreeSpanAfter(const Span* span) {
+  uintptr_t end = span->first_page + span->num_pages;
+  Span* next = g_pagemap.GetSpan(end);
+  if (next == nullptr || next->owner != this || next->first_page != end ||
+      (next->location != SpanLocation::kFreeBacked &&
+       next->location != SpanLocation::kFreeReturned)) {
+    return nullptr;
+  }
+  return next;
+}
+
+// Adds [first_page, first_page + n) to the heap when the system can hand out
+// exactly those pages (they continue its current chunk).
+bool PageHeap::GrowAt(uintptr_t first_page, size_t n) {
+  size_t ask = RoundUp(n, kGrowPages);
+  void* at = reinterpret_cast<void*>(first_page << kPageShift);
+  if (!SystemAllocAt(at, ask << kPageShift)) {
+    ask = n;
+    if (!SystemAllocAt(at, ask << kPageShift)) return false;
+  }
+  return AddFreshPages(first_page, ask);
+}
+
+void PageHeap::GetStats(PageHeapStats* out) {
+  SpinLockHolder h(&lock_);
+  GetStatsLocked(out);
+}
+
+void PageHeap::GetStatsLocked(PageHeapStats* out) const {
+  out->total_bytes = total_pages_ << kPageShift;
+  out->small_in_use_bytes = small_pages_ << kPageShift;
+  out->large_in_use_bytes = large_pages_ << kPageShift;
+  out->free_backed_bytes = (free_backed_pages_ + releasing_pages_) << kPageShift;
+  out->free_returned_bytes = free_returned_pages_ << kPageShift;
+  out->released_expired_bytes = released_bytes_[static_cast<int>(Cause::kExpired)];
+  out->released_growth_bytes = released_bytes_[static_cast<int>(Cause::kGrowth)];
+  out->released_cap_bytes = released_bytes_[static_cast<int>(Cause::kCap)];
+  out->released_trim_bytes = released_bytes_[static_cast<int>(Cause::kTrim)];
+  out->released_bytes_total = out->released_expired_bytes + out->released_growth_bytes +
+                              out->released_cap_bytes + out->released_trim_bytes;
+  out->next_release_ns = next_deadline_ns_;
+  out->free_spans = free_spans_;
+  out->long_free_spans = long_backed_.length() + long_returned_.length();
+}
+
+// Best fit by length; at one length backed before returned (no fault).
+Span* PageHeap::FindFree(size_t n) {
+  for (size_t len = n; len <= kMaxPages; ++len) {
+    if (!backed_[len].empty()) return backed_[len].first();
+    if (!returned_[len].empty()) return returned_[len].first();
+  }
+  Span* backed = BestLongFit(&long_backed_, n);
+  Span* returned = BestLongFit(&long_returned_, n);
+  if (backed == nullptr) return returned;
+  if (returned == nullptr || backed->num_pages <= returned->num_pages) return backed;
+  return returned;
+}
+
+Span* PageHeap::BestLongFit(const SpanList* list, size_t n) {
+  Span* best = nullptr;
+  for (Span* s = list->first(); s != nullptr; s = s->next) {
+    if (s->num_pages < n) continue;
+    if (best == nullptr || s->num_pages < best->num_pages ||
+        (s->num_pages == best->num_pages && s->first_page < best->first_page)) {
+      best = s;
+    }
+  }
+  return best;
+}
+
+Span* PageHeap::FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first) {
+  Span* best = nullptr;
+  auto consider = [&](Span* s) {
+    uintptr_t start = RoundUp(s->first_page, align_pages);
+    if (start + n > s->first_page + s->num_pages) return;
+    if (best == nullptr || s->num_pages < best->num_pages ||
+        (s->num_pages == best->num_pages && s->first_page < best->first_page)) {
+      best = s;
+      *first = start;
+    }
+  };
+  // Exact lists: the first length with a fit is the best fit among them.
+  for (size_t len = n; len <= kMaxPages && best == nullptr; ++len) {
+    for (SpanList* list : {&backed_[len], &returned_[len]}) {
+      for (Span* s = list->first(); s != nullptr; s = s->next) consider(s);
+    }
+  }
+  if (best != nullptr) return best;
+  for (SpanList* list : {&long_backed_, &long_returned_}) {
+    for (Span* s = list->first(); s != nullptr; s = s->next) consider(s);
+  }
+  return best;
+}
+
+Span* PageHeap::Carve(Span* span, size_t n) {
+  if (span->num_pages > n) {
+    Span* rest = NewSpan();
+    if (rest == nullptr) return nullptr;  // metadata exhausted; span stays free
+    RemoveFree(span);
+    rest->owner = this;
+    rest->first_page = span->first_page + n;
+    rest->num_pages = span->num_pages - n;
+    rest->location = span->location;
+    rest->free_since_ns = span->free_since_ns;
+    span->num_pages = n;
+    // The remainder was part of a maximal run of its state, so it has no
+    // same-state neighbour to merge with.
+    SetBoundaries(rest);
+    InsertFree(rest);
+  } else {
+    RemoveFree(span);
+  }
+  span->was_returned = span->location == SpanLocation::kFreeReturned;
+  span->location = SpanLocation::kInUse;
+  SetBoundaries(span);
+  return span;
+}
+
+// Cuts an in-use span down to [first_page, first_page + n) and frees the
+// pieces before and after in the state the span came from. On metadata
+// exhaustion the whole span goes back and false is returned.
+bool PageHeap::TrimTo(Span* span, uintptr_t first_page, size_t n) {
+  SpanLocation state = span->was_returned ? SpanLocation::kFreeReturned : SpanLocation::kFreeBacked;
+  uintptr_t end = span->first_page + span->num_pages;
+  size_t before = first_page - span->first_page;
+  size_t after = end - (first_page + n);
+  Span* pieces[2] = {nullptr, nullptr};
+  if ((before > 0 && (pieces[0] = NewSpan()) == nullptr) ||
+      (after > 0 && (pieces[1] = NewSpan()) == nullptr)) {
+    if (pieces[0] != nullptr) DeleteSpan(pieces[0]);
+    span->location = state;
+    MergeAndInsert(span);
+    return false;
+  }
+  span->first_page = first_page;
+  span->num_pages = n;
+  SetBoundaries(span);
+  if (pieces[0] != nullptr) {
+    pieces[0]->first_page = first_page - before;
+    pieces[0]->num_pages = before;
+  }
+  if (pieces[1] != nullptr) {
+    pieces[1]->first_page = first_page + n;
+    pieces[1]->num_pages = after;
+  }
+  for (Span* piece : pieces) {
+    if (piece == nullptr) continue;
+    piece->owner = this;
+    piece->location = state;
+    piece->free_since_ns = span->free_since_ns;
+    MergeAndInsert(piece);
+  }
+  return true;
+}
+
+// Maps fresh memory with the lock dropped: the system call may take a
+// while and other threads need not wait for it.
+bool PageHeap::GrowUnlocked(size_t n) {
+  size_t ask = RoundUp(n, kGrowPages);
+  void* mem = SystemAlloc(ask << kPageShift);
+  if (mem == nullptr && ask > n) {
+    ask = n;
+    mem = SystemAlloc(ask << kPageShift);
+  }
+  if (mem == nullptr) return false;
+  SpinLockHolder h(&lock_);
+  return AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, ask);
+}
+
+// Pages fresh from the system: free, and counted as returned (untouched).
+bool PageHeap::AddFreshPages(uintptr_t first, size_t n) {
+  // On failure the reservation is lost to this heap; it was never touched,
+  // so it costs address space only.
+  if (!g_pagemap.Ensure(first, n)) return false;
+  Span* span = NewSpan();
+  if (span == nullptr) return false;
+  span->owner = this;
+  span->first_page = first;
+  span->num_pages = n;
+  span->location = SpanLocation::kFreeReturned;
+  total_pages_ += n;
+  MergeAndInsert(span);
+  return true;
+}
+
+void PageHeap::Register(Span* span, uint32_t cls) {
+  span->size_class = cls;
+  span->freelist = nullptr;
+  span->allocated = 0;
+  span->carved = 0;
+  span->on_list = false;
+  if (cls == kLargeClass) {
+    g_pagemap.SetClass(span->first_page, kLargeClass);
+    large_pages_ += span->num_pages;
+  } else {
+    for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) {
+      g_pagemap.SetSpan(p, span);
+      g_pagemap.SetClass(p, cls);
+    }
+    small_pages_ += span->num_pages;
+  }
+}
+
+void PageHeap::SetBoundaries(Span* span) {
+  g_pagemap.SetSpan(span->first_page, span);
+  g_pagemap.SetSpan(span->last_page(), span);
+}
+
+namespace {
+
+// The page-weighted mean of two free stamps.
+uint64_t MeanStamp(const Span* a, const Span* b) {
+  unsigned __int128 sum = static_cast<unsigned __int128>(a->free_since_ns) * a->num_pages +
+                          static_cast<unsigned __int128>(b->free_since_ns) * b->num_pages;
+  return static_cast<uint64_t>(sum / (a->num_pages + b->num_pages));
+}
+
+}  // namespace
+
+// Whether `other` (a neighbour of the free span `span`) merges with it:
+// same state, or a returned run no longer than a span the program freed,
+// absorbed by it when the result is long. The whole then counts as resident
+// (its returned pages cost nothing until touched and go back again with
+// it). Without this, returned pieces between resident runs fragmented the
+// heap of `large` with 8 threads: each big request found no fit, gave pages
+// back and faulted fresh ones (0.05-0.08 of tcmalloc). A bigger returned
+// neighbour, such as the untouched rest of a growth unit, stays apart: a
+// small free must not make megabytes of fresh pages count as resident.
+bool PageHeap::Mergeable(const Span* span, const Span* other, bool absorb_returned) const {
+  if (other == nullptr || other->owner != this) return false;
+  if (other->location == span->location) return true;
+  return absorb_returned && span->location == SpanLocation::kFreeBacked &&
+         other->location == SpanLocation::kFreeReturned && other->num_pages <= span->num_pages &&
+         span->num_pages + other->num_pages > kMaxPages;
+}
+
+// Takes the free neighbour `other` into `span`; backed parts weigh their
+// stamps by pages (a returned part has none).
+void PageHeap::TakeInNeighbour(Span* span, Span* other) {
+  RemoveFree(other);
+  if (span->location == SpanLocation::kFreeBacked &&
+      other->location == SpanLocation::kFreeBacked) {
+    span->free_since_ns = MeanStamp(other, span);
+  }
+  if (other->first_page < span->first_page) span->first_page = other->first_page;
+  span->num_pages += other->num_pages;
+  DeleteSpan(other);
+}
+
+void PageHeap::MergeAndInsert(Span* span, bool absorb_returned) {
+  Span* prev = g_pagemap.GetSpan(span->first_page - 1);
+  if (Mergeable(span, prev, absorb_returned)) TakeInNeighbour(span, prev);
+  Span* next = g_pagemap.GetSpan(span->first_page + span->num_pages);
+  if (Mergeable(span, next, absorb_returned)) TakeInNeighbour(span, next);
+  SetBoundaries(span);
+  InsertFree(span);
+}
+
+SpanList* PageHeap::ListFor(const Span* span) {
+  bool backed = span->location == SpanLocation::kFreeBacked;
+  if (span->num_pages <= kMaxPages) {
+    return backed ? &backed_[span->num_pages] : &returned_[span->num_pages];
+  }
+  return backed ? &long_backed_ : &long_returned_;
+}
+
+void PageHeap::InsertFree(Span* span) {
+  ListFor(span)->PushFront(span);
+  if (span->location == SpanLocation::kFreeBacked) {
+    AddBackedPages(span->num_pages);
+    age_.Insert(span);
+    PublishDeadlineLocked();
+  } else {
+    free_returned_pages_ += span->num_pages;
+  }
+  ++free_spans_;
+}
+
+void PageHeap::RemoveFree(Span* span) {
+  ListFor(span)->Remove(span);
+  if (span->location == SpanLocation::kFreeBacked) {
+    AddBackedPages(-span->num_pages);
+    age_.Remove(span);
+    PublishDeadlineLocked();
+  } else {
+    free_returned_pages_ -= span->num_pages;
+  }
+  --free_spans_;
+}
+
+}  // namespace rseqmalloc::internal

@@ -1,0 +1,135 @@
+// A span: a run of whole pages owned by the page heap, either free or handed
+// out as one large allocation or as a slab of small objects of one class.
+// Span structs live in the metadata arena, never in the pages they describe,
+// so returning a free span's pages to the OS loses nothing.
+#ifndef RSEQMALLOC_ALLOCATOR_PAGES_SPAN_H_
+#define RSEQMALLOC_ALLOCATOR_PAGES_SPAN_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/base/size_classes.h"
+
+namespace rseqmalloc::internal {
+
+class PageHeap;
+
+enum class SpanLocation : uint8_t {
+  kInUse,         // handed out (large allocation or small-object slab)
+  kFreeBacked,    // free, pages may be resident
+  kFreeReturned,  // free, pages given back to the OS (or never touched)
+  kReleasing,     // free, taken out of the lists while madvise runs unlocked
+};
+
+struct Span {
+  Span* next;
+  Span* prev;
+  PageHeap* owner;       // spans of different heaps never coalesce
+  uintptr_t first_page;  // address >> kPageShift
+  uintptr_t num_pages;
+
+  // Small-object slab state (guarded by the class's central free list lock).
+  void* freelist;      // objects given back, linked through their first word
+  uint32_t allocated;  // objects currently outside the span
+  uint32_t carved;     // objects carved so far; the rest is untouched memory
+
+  // Free backed spans only: when the span became free (its pages' weighted
+  // mean, after merges), and its links in the page heap's age list.
+  uint64_t free_since_ns;
+  Span* older;
+  Span* newer;
+
+  uint32_t size_class;  // 0 when free, kLargeClass for a large allocation
+  SpanLocation location;
+  bool was_returned;  // in use: its pages came from the OS-returned state
+  bool on_list;       // linked in a central free list's nonempty list
+
+  uintptr_t start_address() const { return first_page << kPageShift; }
+  void* start() const { return reinterpret_cast<void*>(start_address()); }
+  size_t bytes() const { return num_pages << kPageShift; }
+  uintptr_t last_page() const { return first_page + num_pages - 1; }
+};
+
+// Intrusive doubly-linked list of spans; null-terminated so that a zeroed
+// (constant-initialised) list is a valid empty list.
+class SpanList {
+ public:
+  constexpr SpanList() = default;
+
+  bool empty() const { return head_ == nullptr; }
+  Span* first() const { return head_; }
+  size_t length() const { return length_; }
+
+  void PushFront(Span* s) {
+    s->prev = nullptr;
+    s->next = head_;
+    if (head_ != nullptr) head_->prev = s;
+    head_ = s;
+    ++length_;
+  }
+
+  void Remove(Span* s) {
+    if (s->prev != nullptr) {
+      s->prev->next = s->next;
+    } else {
+      head_ = s->next;
+    }
+    if (s->next != nullptr) s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+    --length_;
+  }
+
+ private:
+  Span* head_ = nullptr;
+  size_t length_ = 0;
+};
+
+// Free backed spans from oldest to newest by free_since_ns, for the timed
+// release. Insertion walks from the newest end: most spans are stamped
+// "now"; a merge's weighted mean lands a little further in.
+class SpanAgeList {
+ public:
+  constexpr SpanAgeList() = default;
+
+  bool empty() const { return oldest_ == nullptr; }
+  Span* oldest() const { return oldest_; }
+
+  void Insert(Span* s) {
+    Span* before = newest_;  // s goes right after (newer than) it
+    while (before != nullptr && before->free_since_ns > s->free_since_ns) before = before->older;
+    s->older = before;
+    s->newer = before != nullptr ? before->newer : oldest_;
+    if (s->older != nullptr) {
+      s->older->newer = s;
+    } else {
+      oldest_ = s;
+    }
+    if (s->newer != nullptr) {
+      s->newer->older = s;
+    } else {
+      newest_ = s;
+    }
+  }
+
+  void Remove(Span* s) {
+    if (s->older != nullptr) {
+      s->older->newer = s->newer;
+    } else {
+      oldest_ = s->newer;
+    }
+    if (s->newer != nullptr) {
+      s->newer->older = s->older;
+    } else {
+      newest_ = s->older;
+    }
+    s->older = s->newer = nullptr;
+  }
+
+ private:
+  Span* oldest_ = nullptr;
+  Span* newest_ = nullptr;
+};
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_PAGES_SPAN_H_

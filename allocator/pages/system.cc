@@ -1,0 +1,149 @@
+#include "allocator/pages/system.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "allocator/base/size_classes.h"
+#include "allocator/base/spinlock.h"
+
+namespace rseqmalloc::internal {
+namespace {
+
+constinit SpinLock g_system_lock;
+// The unused rest of the current chunk; guarded by g_system_lock.
+constinit uintptr_t g_chunk_next = 0;
+constinit uintptr_t g_chunk_end = 0;
+// Written under g_system_lock; read without it by GetSystemStats.
+constinit std::atomic<uint64_t> g_reserved{0};
+constinit std::atomic<uint64_t> g_handed_out{0};
+constinit std::atomic<uint64_t> g_released{0};
+constinit std::atomic<uint64_t> g_metadata{0};
+
+// Whether heap mappings ask for transparent huge pages (SystemUseHugePages).
+constinit std::atomic<bool> g_huge_pages{false};
+constinit uintptr_t g_chunk_begin = 0;  // the current chunk; g_system_lock
+
+constexpr size_t kHugePageBytes = size_t{2} << 20;
+
+// MADV_HUGEPAGE on the whole 2 MiB units inside [p, p + bytes): the kernel
+// backs them with huge pages when transparent huge pages are in "madvise"
+// (or "always") mode. Advice only: a refusal changes nothing.
+void AdviseHuge(uintptr_t p, size_t bytes) {
+  uintptr_t first = (p + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+  uintptr_t last = (p + bytes) & ~(kHugePageBytes - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
+constexpr int kProt = PROT_READ | PROT_WRITE;
+constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+
+// Maps `bytes` aligned to `align` (a power of two >= the OS page size) by
+// over-mapping and trimming both ends. Returns 0 on failure.
+uintptr_t MapAligned(size_t bytes, size_t align) {
+  size_t os_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (align < os_page) align = os_page;
+  size_t slack = align - os_page;
+  if (bytes + slack < bytes) return 0;
+  void* raw = mmap(nullptr, bytes + slack, kProt, kFlags, -1, 0);
+  if (raw == MAP_FAILED) return 0;
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + align - 1) & ~(align - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + bytes + slack;
+  if (end > aligned + bytes)
+    munmap(reinterpret_cast<void*>(aligned + bytes), end - aligned - bytes);
+  return aligned;
+}
+
+size_t RoundUp(size_t n, size_t align) { return (n + align - 1) & ~(align - 1); }
+
+}  // namespace
+
+void* SystemAlloc(size_t bytes) {
+  if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return nullptr;
+  SpinLockHolder h(&g_system_lock);
+  if (bytes >= kOwnMappingBytes) {
+    size_t align = bytes >= kChunkAlign ? kChunkAlign : kPageSize;
+    uintptr_t p = MapAligned(bytes, align);
+    if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize);
+    if (p == 0) return nullptr;
+    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, bytes);
+    g_reserved.fetch_add(bytes, std::memory_order_relaxed);
+    g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
+    return reinterpret_cast<void*>(p);
+  }
+  if (g_chunk_end - g_chunk_next < bytes) {
+    size_t chunk = kChunkBytes;
+    uintptr_t p = MapAligned(chunk, kChunkAlign);
+    if (p == 0) {
+      // Under a tight address-space limit reserve only what is asked for.
+      chunk = RoundUp(bytes, kChunkAlign);
+      p = MapAligned(chunk, kChunkAlign);
+      if (p == 0) {
+        chunk = bytes;
+        p = MapAligned(chunk, kPageSize);
+      }
+      if (p == 0) return nullptr;
+    }
+    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, chunk);
+    g_reserved.fetch_add(chunk, std::memory_order_relaxed);
+    g_chunk_begin = p;
+    g_chunk_next = p;
+    g_chunk_end = p + chunk;
+  }
+  uintptr_t result = g_chunk_next;
+  g_chunk_next += bytes;
+  g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
+  return reinterpret_cast<void*>(result);
+}
+
+void SystemUseHugePages(bool on) {
+  SpinLockHolder h(&g_system_lock);
+  g_huge_pages.store(on, std::memory_order_relaxed);
+  // The chunk mapped before the options were read gets the advice too.
+  if (on && g_chunk_end > g_chunk_begin) AdviseHuge(g_chunk_begin, g_chunk_end - g_chunk_begin);
+}
+
+bool SystemAllocAt(void* p, size_t bytes) {
+  if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return false;
+  SpinLockHolder h(&g_system_lock);
+  uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  if (at != g_chunk_next || g_chunk_end - g_chunk_next < bytes) return false;
+  g_chunk_next += bytes;
+  g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
+bool SystemRelease(void* p, size_t bytes) {
+  if (bytes == 0) return true;
+  if (madvise(p, bytes, MADV_DONTNEED) != 0) return false;
+  g_released.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
+void* SystemMapMetadata(size_t bytes) {
+  void* p = mmap(nullptr, bytes, kProt, kFlags, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  g_metadata.fetch_add(bytes, std::memory_order_relaxed);
+  return p;
+}
+
+void SystemUnmapMetadata(void* p, size_t bytes) {
+  if (munmap(p, bytes) == 0) g_metadata.fetch_sub(bytes, std::memory_order_relaxed);
+}
+
+void GetSystemStats(SystemStats* out) {
+  out->reserved_bytes = g_reserved.load(std::memory_order_relaxed);
+  out->handed_out_bytes = g_handed_out.load(std::memory_order_relaxed);
+  out->released_bytes_total = g_released.load(std::memory_order_relaxed);
+  out->metadata_bytes = g_metadata.load(std::memory_order_relaxed);
+}
+
+void SystemLockForFork() { g_system_lock.Lock(); }
+void SystemUnlockAfterFork() { g_system_lock.Unlock(); }
+
+}  // namespace rseqmalloc::internal

@@ -1,0 +1,71 @@
+// The allocator's only contact with the operating system: address space,
+// returning pages, and writing diagnostics.
+//
+// Heap memory is reserved in chunks of kChunkBytes (64 MiB), aligned to
+// kChunkAlign (2 MiB, a transparent huge page), with MAP_NORESERVE: reserving
+// costs address space only, and a page costs memory once it is touched. The
+// page heap carves its growth out of the current chunk. A request of at least
+// kOwnMappingBytes gets a mapping of its own, so the tail of a chunk that is
+// abandoned when the next request does not fit wastes at most that much
+// address space (never memory: it is never touched). When a chunk cannot be
+// mapped (small RLIMIT_AS) the request is retried with a mapping of exactly
+// its size, and failing that SystemAlloc returns nullptr.
+//
+// Nothing is ever unmapped: freed pages go back with madvise(MADV_DONTNEED),
+// after which the range reads as zeros and is re-faulted on the next touch.
+#ifndef RSEQMALLOC_ALLOCATOR_PAGES_SYSTEM_H_
+#define RSEQMALLOC_ALLOCATOR_PAGES_SYSTEM_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "allocator/base/log.h"  // Crash(), for the layers above
+
+namespace rseqmalloc::internal {
+
+inline constexpr size_t kChunkBytes = size_t{64} << 20;
+inline constexpr size_t kChunkAlign = size_t{2} << 20;
+inline constexpr size_t kOwnMappingBytes = kChunkBytes / 4;
+
+struct SystemStats {
+  uint64_t reserved_bytes;        // heap address space mapped (chunks + own mappings)
+  uint64_t handed_out_bytes;      // of which given to callers of SystemAlloc
+  uint64_t released_bytes_total;  // cumulative bytes passed to SystemRelease
+  uint64_t metadata_bytes;        // mapped through SystemMapMetadata, still mapped
+};
+
+// Returns `bytes` (a multiple of kPageSize) of zeroed heap memory aligned to
+// kPageSize, or nullptr when the OS refuses. Thread-safe.
+void* SystemAlloc(size_t bytes);
+
+// Heap mappings from now on (and the current chunk) ask the kernel for
+// transparent huge pages with MADV_HUGEPAGE (RSEQMALLOC_HUGE_PAGES; why it is
+// off by default: docs/design.md, "Huge pages").
+void SystemUseHugePages(bool on);
+
+// Hands out exactly [p, p + bytes) when that range continues the current
+// chunk (the page heap extends a block that ends where the chunk's used part
+// does); false otherwise. Thread-safe.
+bool SystemAllocAt(void* p, size_t bytes);
+
+// Gives the pages of [p, p + bytes) back to the OS; the range stays mapped and
+// reads as zero afterwards. Both must be multiples of the OS page size.
+// Returns false if madvise failed (the pages then stay resident).
+bool SystemRelease(void* p, size_t bytes);
+
+// Anonymous mapping for metadata (arena blocks, pagemap leaves); page-aligned,
+// zeroed, untouched until used. nullptr on failure.
+void* SystemMapMetadata(size_t bytes);
+void SystemUnmapMetadata(void* p, size_t bytes);
+
+// Lock-free reads: consistent with each other only while the system lock is
+// held (SystemLockForFork) or no other thread allocates.
+void GetSystemStats(SystemStats* out);
+
+// The system lock is taken last in LockAllForFork's order.
+void SystemLockForFork();
+void SystemUnlockAfterFork();
+
+}  // namespace rseqmalloc::internal
+
+#endif  // RSEQMALLOC_ALLOCATOR_PAGES_SYSTEM_H_
