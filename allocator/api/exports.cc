@@ -23,8 +23,13 @@
 #define RSEQMALLOC_EXPORT __attribute__((visibility("default"), used))
 // Another name for `target`, a body defined in this file with the same type
 // (and the same attributes, which glibc's declarations give the C names).
+// (Clang has no `copy`; it does not warn of the missing attributes either.)
+#if __has_attribute(copy)
 #define RSEQMALLOC_ALIAS(target) \
   __attribute__((alias(#target), visibility("default"), used, copy(target)))
+#else
+#define RSEQMALLOC_ALIAS(target) __attribute__((alias(#target), visibility("default"), used))
+#endif
 // The same for a C++ body, named by its mangled name.
 #define RSEQMALLOC_CXX_ALIAS(mangled) \
   __attribute__((alias(mangled), visibility("default"), used))

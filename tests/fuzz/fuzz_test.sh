@@ -1,24 +1,21 @@
 #!/usr/bin/env bash
-# Bounded CI run of the allocator fuzzer: build with clang++, replay the
-# corpus in every cache mode, fuzz for FUZZ_SECONDS (30). Fails on a compile
-# error, a failed replay, or any crash / failed check while fuzzing.
+# Bounded CI run of the allocator fuzzer: replay the corpus in every cache
+# mode, fuzz for FUZZ_SECONDS (30). Fails on a failed replay, or any crash /
+# failed check while fuzzing. Bazel built the binary (//fuzz:allocator_fuzzer).
 set -euo pipefail
 
-# The runfiles tree holds exactly the declared sources, laid out as in the
-# repository, so the script compiles what Bazel tracks and nothing else.
 root="${TEST_SRCDIR:?run under bazel test}/${TEST_WORKSPACE:-rseqmalloc}"
 cd "$root"
-build="$TEST_TMPDIR/fuzz-build"
+bin="$root/fuzz/allocator_fuzzer"
 artifacts="${TEST_UNDECLARED_OUTPUTS_DIR:-$TEST_TMPDIR}/fuzz-crashes"
 mkdir -p "$artifacts"
 
-bash fuzz/build_and_run.sh --build-only --out "$build"
-bash fuzz/build_and_run.sh --no-build --replay --out "$build"
+bash fuzz/run.sh --bin "$bin" --out "$TEST_TMPDIR" --replay
 
 # -runs bounds the work on a fast machine; time bounds it here.
 export TMPDIR="$TEST_TMPDIR"
 log="$TEST_TMPDIR/fuzz.log"
-if ! bash fuzz/build_and_run.sh --no-build --out "$build" --seconds "${FUZZ_SECONDS:-30}" \
+if ! bash fuzz/run.sh --bin "$bin" --out "$TEST_TMPDIR" --seconds "${FUZZ_SECONDS:-30}" \
     --work "$TEST_TMPDIR/work" --artifacts "$artifacts" -- -runs=5000000 >"$log" 2>&1; then
   tail -n 60 "$log"
   echo "FAIL: the fuzzer found a failure; crash input in $artifacts"
