@@ -238,7 +238,23 @@ bool PercpuSlab::Drain(int id, Sink sink, void* context) {
   for (int i = 0; i < n; ++i) {
     if (last[i] != 0) Hand(id, classes[i], begin_[classes[i]], Current(last[i]), sink, context);
   }
+  // Every header of the id is 0 and stays 0 until the caller grows a class
+  // again (capacity changes are the caller's to keep exclusive), and no
+  // section writes under a header of 0. The region holds nothing anyone
+  // needs, then: its pages go back to the OS, and read as zeros (headers 0,
+  // markers 0) until the id is used again. An idle id costs no memory.
+  madvise(Slots(id), kRegionBytes, MADV_DONTNEED);
   return true;
+}
+
+std::size_t PercpuSlab::ResidentBytes(int id) const {
+  if (where_.base == nullptr || id < 0 || id >= num_ids_) return 0;
+  constexpr std::size_t kPage = 4096;
+  unsigned char pages[kRegionBytes / kPage];
+  if (mincore(Slots(id), kRegionBytes, pages) != 0) return 0;
+  std::size_t resident = 0;
+  for (unsigned char page : pages) resident += (page & 1) ? kPage : 0;
+  return resident;
 }
 
 }  // namespace rseqmalloc::rseq

@@ -135,8 +135,11 @@ class PercpuSlab {
   // sink. From any thread. False when it would need a membarrier fence and
   // the kernel has none (nothing changed then).
   bool Evict(int id, std::size_t cls, std::uint32_t capacity, Sink sink, void* context);
-  // Every class of `id` to capacity 0 (header 0); every object to the sink.
+  // Every class of `id` to capacity 0 (header 0); every object to the sink;
+  // the id's region back to the OS (it reads as zeros until used again).
   bool Drain(int id, Sink sink, void* context);
+  // Bytes of the id's region in memory now (mincore; for tests and reports).
+  std::size_t ResidentBytes(int id) const;
   // Whether Evict / Drain of an id the caller does not run on can work.
   bool RemoteAvailable() const { return remote_; }
 

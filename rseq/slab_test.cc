@@ -151,11 +151,21 @@ TYPED_TEST(SlabTest, OneIdFollowsTheContract) {
 
   if (!slab.RemoteAvailable()) GTEST_SKIP() << "no membarrier: no drain";
   out.clear();
+  EXPECT_GT(slab.ResidentBytes(id), 0u);
   ASSERT_TRUE(slab.Drain(id, sink, &out));
+  // (Before anything reads the region again: a read maps the shared zero
+  // page, which mincore counts and RSS does not.)
+  EXPECT_EQ(slab.ResidentBytes(id), 0u) << "a drained id keeps its pages";
   EXPECT_EQ(out, (std::vector<void*>{Token(1), Token(2), Token(3), Token(4)}));
   EXPECT_EQ(slab.FillOf(id, kCls).capacity, 0u);
   EXPECT_EQ(this->Pop(kCls), nullptr);
   EXPECT_FALSE(this->Push(kCls, Token(10)));
+  // The region comes back as zeros: every class works again from capacity 0.
+  for (int cls = 1; cls < kClasses; ++cls) EXPECT_EQ(slab.FillOf(id, cls).capacity, 0u);
+  EXPECT_EQ(slab.Grow(id, kCls, 2), 2u);
+  EXPECT_TRUE(this->Push(kCls, Token(11)));
+  EXPECT_EQ(this->Pop(kCls), Token(11));
+  EXPECT_EQ(this->Pop(kCls), nullptr) << "the begin marker is 0 again";
 }
 
 // Batches move what fits, top first out, in one section each.
