@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs the allocator's data-structure unit tests (//allocator:all: size
-# classes, spinlock, system, arena, pagemap, page heap, central free list,
-# transfer cache, central heap) under AddressSanitizer and ThreadSanitizer,
+# Runs the allocator's data-structure unit tests (the packages below the
+# front end: size classes, spinlock, log in allocator/base; system, arena,
+# pagemap, page heap in allocator/pages; central free list, transfer cache,
+# central heap in allocator/central) under AddressSanitizer and ThreadSanitizer,
 # and prints how long each configuration took.
 #
 #   tools/sanitizers.sh                   both configurations
 #   tools/sanitizers.sh asan              one of them
-#   SANITIZER_TARGETS="//allocator:pagemap_test" tools/sanitizers.sh tsan
+#   SANITIZER_TARGETS="//allocator/pages:pagemap_test" tools/sanitizers.sh tsan
 #   BAZEL="bazel --output_base=/tmp/ob" tools/sanitizers.sh   own Bazel server
 #
 # These tests link no exported malloc, so the sanitizers' own allocators do
@@ -18,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 configs=("$@")
 ((${#configs[@]})) || configs=(asan tsan)
-read -r -a targets <<<"${SANITIZER_TARGETS:-//allocator:all}"
+read -r -a targets <<<"${SANITIZER_TARGETS:-//allocator/base:all //allocator/pages:all //allocator/central:all}"
 # BAZEL="bazel --output_base=DIR" runs beside a busy main Bazel server.
 read -r -a bazel <<<"${BAZEL:-bazel}"
 
