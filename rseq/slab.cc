@@ -14,8 +14,9 @@ namespace {
 
 constexpr std::size_t kRegionBytes = std::size_t{1} << kSlabShift;
 constexpr std::uint32_t kRegionSlots = kRegionBytes / internal::kSlotBytes;
+constexpr std::size_t kPageBytes = 4096;
 // The zero page in front of region 0: what a pop on a header of 0 reads.
-constexpr std::size_t kGuardBytes = 4096;
+constexpr std::size_t kGuardBytes = kPageBytes;
 
 std::uint16_t Current(std::uint32_t header) { return static_cast<std::uint16_t>(header); }
 std::uint16_t End(std::uint32_t header) { return static_cast<std::uint16_t>(header >> 16); }
@@ -249,11 +250,10 @@ bool PercpuSlab::Drain(int id, Sink sink, void* context) {
 
 std::size_t PercpuSlab::ResidentBytes(int id) const {
   if (where_.base == nullptr || id < 0 || id >= num_ids_) return 0;
-  constexpr std::size_t kPage = 4096;
-  unsigned char pages[kRegionBytes / kPage];
+  unsigned char pages[kRegionBytes / kPageBytes];
   if (mincore(Slots(id), kRegionBytes, pages) != 0) return 0;
   std::size_t resident = 0;
-  for (unsigned char page : pages) resident += (page & 1) ? kPage : 0;
+  for (unsigned char page : pages) resident += (page & 1) ? kPageBytes : 0;
   return resident;
 }
 

@@ -138,7 +138,7 @@ class PercpuSlab {
   // Every class of `id` to capacity 0 (header 0); every object to the sink;
   // the id's region back to the OS (it reads as zeros until used again).
   bool Drain(int id, Sink sink, void* context);
-  // Bytes of the id's region in memory now (mincore; for tests and reports).
+  // Bytes of the id's region in memory now (mincore; for tests).
   std::size_t ResidentBytes(int id) const;
   // Whether Evict / Drain of an id the caller does not run on can work.
   bool RemoteAvailable() const { return remote_; }

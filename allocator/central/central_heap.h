@@ -66,13 +66,21 @@ bool ResizeLargeInPlace(void* p, size_t size);
 // a message (it would corrupt the heap otherwise).
 void FreeLarge(void* p);
 
+// The pagemap's class byte for p's page, unchecked: a small class, or 0,
+// kLargeClass or kNotOurs (free()'s fast path pushes with it; only small
+// classes have room in a cache).
+inline uint32_t RawClassOf(const void* p) {
+  return g_pagemap.ClassOfAddress(reinterpret_cast<uintptr_t>(p));
+}
+
 // The size class (1..kNumClasses-1) of a pointer into a small-object slab,
 // kLargeClass for the start of an in-use large allocation, kNotOurs otherwise.
 inline uint32_t ClassifyPointer(const void* p) {
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  uint32_t c = g_pagemap.ClassOfAddress(a);
+  uint32_t c = RawClassOf(p);
   if (c - 1 < kNumClasses - 1) return c;  // 0 wraps around and fails
-  if (c == kLargeClass && (a & (kPageSize - 1)) == 0) return kLargeClass;
+  if (c == kLargeClass && (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0) {
+    return kLargeClass;
+  }
   return kNotOurs;
 }
 
@@ -80,13 +88,6 @@ inline uint32_t ClassifyPointer(const void* p) {
 // caches), from the metadata arena: never returned, never from malloc.
 // nullptr when the system refuses.
 void* AllocateMetadata(size_t bytes);
-
-// The pagemap's class byte for p's page, unchecked: a small class, or 0,
-// kLargeClass or kNotOurs (free()'s fast path pushes with it; only small
-// classes have room in a cache).
-inline uint32_t RawClassOf(const void* p) {
-  return g_pagemap.ClassOfAddress(reinterpret_cast<uintptr_t>(p));
-}
 
 // Whether p is where an object of ours starts: the start of a live large
 // block, or a multiple of the class size from the start of its slab

@@ -141,7 +141,6 @@ class CpuCache {
   using ClassFill = rseq::PercpuSlab::Fill;
   ClassFill FillOf(int id, uint32_t cls) const;
   int NumIds() const { return num_ids_; }
-  const rseq::PercpuSlab& slab() const { return *slab_; }
 
  private:
   struct IdState;  // cpu_cache.cc

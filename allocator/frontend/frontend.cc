@@ -213,10 +213,8 @@ size_t CheckedUsableSize(const void* p) {
   return 0;
 }
 
-bool OwnsPointer(const void* p) {
-  if (ClassifyPointer(p) == kNotOurs) return ReentrantUsableSize(p) != 0;
-  return IsObjectStart(p);
-}
+// A re-entrant block is never in the pagemap, so at most one side answers.
+bool OwnsPointer(const void* p) { return IsObjectStart(p) || ReentrantUsableSize(p) != 0; }
 
 void TrimCaches() {
   EnsureInitialized();

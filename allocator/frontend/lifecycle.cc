@@ -135,8 +135,7 @@ void EnsureInitialized() {
 const char* ActiveModeName() {
   EnsureInitialized();
   CacheMode mode = g_mode.load(std::memory_order_relaxed);
-  if ((mode == CacheMode::kCpu || mode == CacheMode::kCid) &&
-      rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+  if (PerCpu(mode) && rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     return CacheModeName(CacheMode::kThread);  // this thread falls back
   }
   return CacheModeName(mode);

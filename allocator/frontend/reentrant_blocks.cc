@@ -51,9 +51,7 @@ void* MapAligned(size_t length, size_t align) {
 
 Slot* FindSlot(const void* p) {
   uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (g_live_reentrant_blocks.load(std::memory_order_acquire) == 0 || a <= kSlotClosing) {
-    return nullptr;
-  }
+  if (!AnyLiveReentrantBlocks() || a <= kSlotClosing) return nullptr;
   int used = g_slots_used.load(std::memory_order_acquire);
   for (int i = 0; i < used; ++i) {
     if (g_slots[i].start.load(std::memory_order_acquire) == a) return &g_slots[i];

@@ -23,6 +23,19 @@ namespace {
 SpinLock g_snapshot_lock;
 CentralStats g_snapshot_central;  // guarded by g_snapshot_lock
 
+// The snapshot lock, taken inside the allocator's depth: a signal handler's
+// malloc that interrupts the snapshot must not wait for our locks.
+class SnapshotHold {
+ public:
+  SnapshotHold() = default;
+  SnapshotHold(const SnapshotHold&) = delete;
+  SnapshotHold& operator=(const SnapshotHold&) = delete;
+
+ private:
+  AllocatorSection section_;  // first in, last out
+  SpinLockHolder hold_{&g_snapshot_lock};
+};
+
 void Line(LogLine& line, const char* label, uint64_t bytes, int fd) {
   line.Str("  ").Str(label);
   for (size_t n = strlen(label); n < 28; ++n) line.Str(" ");
@@ -116,16 +129,14 @@ ReleaseStats ReleaseStatsFrom(const CentralStats& c) {
 }  // namespace
 
 ReleaseStats SnapshotReleaseStats() {
-  AllocatorSection section;  // a signal handler's malloc must not wait for our locks
-  SpinLockHolder hold(&g_snapshot_lock);
+  SnapshotHold hold;
   GetCentralStats(&g_snapshot_central);
   return ReleaseStatsFrom(g_snapshot_central);
 }
 
 AllocatorStats SnapshotStats() {
   SettleDeferredFrees();
-  AllocatorSection section;
-  SpinLockHolder hold(&g_snapshot_lock);
+  SnapshotHold hold;
   AllocatorStats s;
   CollectStats(&s, &g_snapshot_central);
   return s;
@@ -207,8 +218,7 @@ void PrintCpuSection(int fd) {
 // central snapshot as the totals.
 void PrintStatsReport(int fd) {
   SettleDeferredFrees();
-  AllocatorSection section;
-  SpinLockHolder hold(&g_snapshot_lock);
+  SnapshotHold hold;
   AllocatorStats s;
   CollectStats(&s, &g_snapshot_central);
   LogLine line;
