@@ -25,6 +25,7 @@ const char* CacheModeName(CacheMode mode);
 struct Options {
   CacheMode cache = CacheMode::kAuto;
   size_t per_cpu_cache_bytes = 1536 * 1024;
+  size_t per_cpu_cache_max_bytes = 6 * 1024 * 1024;
   size_t thread_cache_bytes = 2 * 1024 * 1024;
   size_t retained_free_bytes = size_t{1} << 30;
   uint64_t release_delay_ms = 5000;

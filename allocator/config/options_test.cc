@@ -30,6 +30,7 @@ TEST(Options, DefaultsWhenNothingIsSet) {
   EXPECT_EQ(Parse({"PATH=/bin", "HOME=/root"}, &o, &printed), 0);
   EXPECT_EQ(o.cache, CacheMode::kAuto);
   EXPECT_EQ(o.per_cpu_cache_bytes, 1536u * 1024);
+  EXPECT_EQ(o.per_cpu_cache_max_bytes, 6u * 1024 * 1024);
   EXPECT_FALSE(o.stats_at_exit);
   EXPECT_TRUE(o.abort_on_invalid_free);
   EXPECT_EQ(printed, "");
@@ -39,6 +40,7 @@ TEST(Options, ValidValuesAreApplied) {
   Options o;
   std::string printed;
   EXPECT_EQ(Parse({"RSEQMALLOC_CACHE=thread", "RSEQMALLOC_PER_CPU_CACHE_BYTES=256K",
+                   "RSEQMALLOC_PER_CPU_CACHE_MAX_BYTES=2M",
                    "RSEQMALLOC_THREAD_CACHE_BYTES=4M", "RSEQMALLOC_RETAINED_FREE_BYTES=0",
                    "RSEQMALLOC_STATS=1", "RSEQMALLOC_VERBOSE=1",
                    "RSEQMALLOC_ABORT_ON_INVALID_FREE=0", "RSEQMALLOC_STATS_SIGNAL=12",
@@ -49,6 +51,7 @@ TEST(Options, ValidValuesAreApplied) {
       << printed;
   EXPECT_EQ(o.cache, CacheMode::kThread);
   EXPECT_EQ(o.per_cpu_cache_bytes, 256u * 1024);
+  EXPECT_EQ(o.per_cpu_cache_max_bytes, 2u * 1024 * 1024);
   EXPECT_EQ(o.thread_cache_bytes, 4u * 1024 * 1024);
   EXPECT_EQ(o.retained_free_bytes, 0u);
   EXPECT_TRUE(o.stats_at_exit);
@@ -100,6 +103,7 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
   const char* bad[] = {"RSEQMALLOC_PER_CPU_CACHE_BYTES=", "RSEQMALLOC_PER_CPU_CACHE_BYTES=12Q",
                        "RSEQMALLOC_PER_CPU_CACHE_BYTES=1K",  // below 64K
                        "RSEQMALLOC_PER_CPU_CACHE_BYTES=99999999999999999999999",
+                       "RSEQMALLOC_PER_CPU_CACHE_MAX_BYTES=65M",  // above 64M
                        "RSEQMALLOC_THREAD_CACHE_BYTES=1G", "RSEQMALLOC_STATS=yes",
                        "RSEQMALLOC_VERBOSE=", "RSEQMALLOC_NO_SUCH_THING=1",
                        "RSEQMALLOC_STATS_SIGNAL=65", "RSEQMALLOC_STATS_SIGNAL=9",
@@ -117,6 +121,7 @@ TEST(Options, RejectsMalformedAndOutOfRangeValues) {
     EXPECT_EQ(Parse({var}, &o, &printed), 1) << var;
     EXPECT_EQ(std::count(printed.begin(), printed.end(), '\n'), 1) << printed;
     EXPECT_EQ(o.per_cpu_cache_bytes, Options().per_cpu_cache_bytes) << var;
+    EXPECT_EQ(o.per_cpu_cache_max_bytes, Options().per_cpu_cache_max_bytes) << var;
     EXPECT_EQ(o.stats_signal, 0) << var;
     EXPECT_FALSE(o.check_sized_free) << var;
     EXPECT_STREQ(o.stats_file, "") << var;
@@ -135,6 +140,7 @@ TEST(Options, PrintOptionsListsEveryVariable) {
   close(fds[0]);
   std::string text(buf, n > 0 ? static_cast<size_t>(n) : 0);
   for (const char* name : {"RSEQMALLOC_CACHE=auto", "RSEQMALLOC_PER_CPU_CACHE_BYTES=1572864",
+                           "RSEQMALLOC_PER_CPU_CACHE_MAX_BYTES=6291456",
                            "RSEQMALLOC_THREAD_CACHE_BYTES=", "RSEQMALLOC_RETAINED_FREE_BYTES=",
                            "RSEQMALLOC_STATS=0", "RSEQMALLOC_VERBOSE=0",
                            "RSEQMALLOC_ABORT_ON_INVALID_FREE=1", "RSEQMALLOC_CHECK_SIZED_FREE=0",

@@ -31,6 +31,16 @@ constexpr uint32_t kMaintainEvery = 256;
 // An id with no slow-path activity for this long, while other ids had
 // some, is drained back to the transfer caches.
 constexpr int64_t kIdlePeriodNs = 1'000'000'000;
+// Budget growth (cpu_cache.h). A miss costs a few hundred ns, so 25k
+// budget-limited misses a second is ~1 % of a CPU spent for want of
+// capacity; 64 of them make an interval count (one in 256 could be chance).
+constexpr uint64_t kRaiseRate = 25'000;
+constexpr uint32_t kRaiseMinMisses = 64;
+// An interval this long with under 1k misses a second gives growth back.
+constexpr int64_t kLowerAfterNs = 100'000'000;
+constexpr uint64_t kLowerRate = 1'000;
+// Growth of all ids together: at most this many base budgets.
+constexpr uint64_t kGrowthPoolBudgets = 8;
 
 constexpr uint16_t MaxCapacityOf(uint32_t cls) {
   if (cls == 0) return 0;
@@ -60,6 +70,7 @@ constexpr CapacityTable kCapacity = MakeCapacityTable();
 int64_t NowNs() { return static_cast<int64_t>(CoarseMonotonicNs()); }
 
 uint32_t Min(uint32_t a, uint32_t b) { return a < b ? a : b; }
+uint64_t Min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 }  // namespace
 
@@ -71,12 +82,18 @@ struct alignas(64) CpuCache::IdState {
   uint64_t capacity_bytes;  // sum over classes of capacity * size
   uint64_t misses;
   uint64_t misses_at_last_scan;
+  uint64_t misses_at_interval_start;
   uint64_t underflows;
   uint64_t overflows;
   uint64_t steals;
   uint64_t evictions;
   uint32_t misses_since_maintain;
   uint32_t steal_cursor;
+  uint64_t budget_bytes;     // capacity bound now (budget_bytes_ and up)
+  uint32_t limited_misses;   // misses this interval that found it used up
+  int64_t interval_start_ns; // 0: the id's first interval has not begun
+  uint64_t budget_raises;
+  uint64_t budget_lowers;
   uint16_t interval_misses[kNumClasses];  // misses of each class this interval
   uint8_t cold_intervals[kNumClasses];    // intervals in a row without one
 };
@@ -155,21 +172,72 @@ void CpuCache::GrowAfterMiss(int id, IdState& state, uint32_t cls) {
   if (want == 0) return;
   size_t size = ClassToSize(cls);
   uint64_t need = static_cast<uint64_t>(want) * size;
-  if (state.capacity_bytes + need > budget_bytes_) {
-    uint64_t over = state.capacity_bytes + need - budget_bytes_;
+  uint64_t budget = state.budget_bytes;
+  if (state.capacity_bytes + need > budget) {
+    ++state.limited_misses;
+    uint64_t over = state.capacity_bytes + need - budget;
     uint64_t freed = Steal(id, state, cls, over);
     state.capacity_bytes = freed < state.capacity_bytes ? state.capacity_bytes - freed : 0;
-    uint64_t room = budget_bytes_ > state.capacity_bytes ? budget_bytes_ - state.capacity_bytes : 0;
+    uint64_t room = budget > state.capacity_bytes ? budget - state.capacity_bytes : 0;
     want = Min(want, static_cast<uint32_t>(room / size));
     if (want == 0) return;
   }
   state.capacity_bytes += static_cast<uint64_t>(slab_->Grow(id, cls, want)) * size;
 }
 
+int64_t CpuCache::PreciseNowNs() { return static_cast<int64_t>(MonotonicNs()); }
+
+// Ends the id's interval: raises or lowers its budget by half the base
+// budget on what the interval's misses say (cpu_cache.h). Caller holds the
+// lock.
+void CpuCache::AdaptBudget(IdState& state) {
+  int64_t now = clock_();
+  int64_t took = now - state.interval_start_ns;
+  bool first = state.interval_start_ns == 0;
+  uint64_t limited = state.limited_misses;
+  uint64_t misses = state.misses - state.misses_at_interval_start;
+  state.interval_start_ns = now;
+  state.limited_misses = 0;
+  state.misses_at_interval_start = state.misses;
+  if (first || took <= 0 || max_budget_bytes_ <= budget_bytes_) return;
+  uint64_t step = budget_bytes_ / 2;
+  uint64_t elapsed = static_cast<uint64_t>(took);
+  if (limited >= kRaiseMinMisses && limited * 1'000'000'000 >= kRaiseRate * elapsed) {
+    uint64_t add = Min64(step, max_budget_bytes_ - state.budget_bytes);
+    uint64_t used = growth_used_bytes_.load(std::memory_order_relaxed);
+    do {
+      add = Min64(add, growth_pool_bytes_ > used ? growth_pool_bytes_ - used : 0);
+      if (add == 0) return;
+    } while (!growth_used_bytes_.compare_exchange_weak(used, used + add,
+                                                       std::memory_order_relaxed));
+    state.budget_bytes += add;
+    ++state.budget_raises;
+  } else if (state.budget_bytes > budget_bytes_ && took >= kLowerAfterNs &&
+             misses * 1'000'000'000 < kLowerRate * elapsed) {
+    // Capacity above the lowered budget goes back as classes go cold and
+    // as growing classes take it (Maintain, Steal).
+    uint64_t sub = Min64(step, state.budget_bytes - budget_bytes_);
+    state.budget_bytes -= sub;
+    growth_used_bytes_.fetch_sub(sub, std::memory_order_relaxed);
+    ++state.budget_lowers;
+  }
+}
+
+// Back to the base budget (the id was drained). Caller holds the lock.
+void CpuCache::ResetBudget(IdState& state) {
+  if (state.budget_bytes > budget_bytes_) {
+    growth_used_bytes_.fetch_sub(state.budget_bytes - budget_bytes_, std::memory_order_relaxed);
+  }
+  state.budget_bytes = budget_bytes_;
+  state.interval_start_ns = 0;
+  state.limited_misses = 0;
+}
+
 // Housekeeping of one id: classes without a miss this interval give back
 // half of their unused capacity, those cold for two intervals half of their
-// objects as well. Caller holds the lock.
+// objects as well; the budget adapts. Caller holds the lock.
 void CpuCache::Maintain(int id, IdState& state) {
+  AdaptBudget(state);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     bool missed = state.interval_misses[cls] != 0;
     state.interval_misses[cls] = 0;
@@ -234,15 +302,18 @@ int CpuCache::MaybeDrainIdle() {
 
 
 
-bool CpuCache::Init(uint64_t budget_bytes) {
+bool CpuCache::Init(uint64_t budget_bytes, uint64_t max_budget_bytes) {
   int ids = rseq::NumPossibleCpus();
   auto* states = static_cast<IdState*>(
       backend_->AllocateMetadata(sizeof(IdState) * static_cast<size_t>(ids)));
   if (states == nullptr) return false;
   if (!slab_->Init(kCapacity.max, kSlabClasses)) return false;
+  budget_bytes_ = budget_bytes;
+  max_budget_bytes_ = max_budget_bytes > budget_bytes ? max_budget_bytes : budget_bytes;
+  growth_pool_bytes_ = kGrowthPoolBudgets * budget_bytes;
+  for (int id = 0; id < ids; ++id) states[id].budget_bytes = budget_bytes;
   ids_ = states;
   num_ids_ = slab_->num_ids();
-  budget_bytes_ = budget_bytes;
   return true;
 }
 
@@ -317,6 +388,7 @@ bool CpuCache::DrainId(int id) {
   if (!slab_->Drain(id, ToBackend, this)) return false;
   state.capacity_bytes = 0;
   state.used = false;
+  ResetBudget(state);
   for (uint16_t& n : state.interval_misses) n = 0;
   for (uint8_t& n : state.cold_intervals) n = 0;
   return true;
@@ -352,6 +424,9 @@ CpuCache::IdStats CpuCache::StatsOf(int id) const {
   s.overflows = __atomic_load_n(&state.overflows, __ATOMIC_RELAXED);
   s.steals = __atomic_load_n(&state.steals, __ATOMIC_RELAXED);
   s.evictions = __atomic_load_n(&state.evictions, __ATOMIC_RELAXED);
+  s.budget_bytes = __atomic_load_n(&state.budget_bytes, __ATOMIC_RELAXED);
+  s.budget_raises = __atomic_load_n(&state.budget_raises, __ATOMIC_RELAXED);
+  s.budget_lowers = __atomic_load_n(&state.budget_lowers, __ATOMIC_RELAXED);
   for (uint32_t cls = 1; s.used && cls < kNumClasses; ++cls) {
     s.cached_bytes += static_cast<uint64_t>(slab_->FillOf(id, cls).cached) * ClassToSize(cls);
   }

@@ -28,8 +28,9 @@
 //    least two batches, at most 2048 slots);
 //  * a refill fetches half the capacity (at least 1, at most a batch), so a
 //    class that misses rarely holds few objects;
-//  * the capacity of an id is bounded by RSEQMALLOC_PER_CPU_CACHE_BYTES.
-//    Past it, a growing class takes capacity from others, looking at no
+//  * the capacity of an id is bounded by its budget, which starts at
+//    RSEQMALLOC_PER_CPU_CACHE_BYTES. Past it, a growing class takes
+//    capacity from others, looking at no
 //    more than kStealScan classes per miss from a round-robin cursor: first
 //    capacity no object uses, then, from a class with no miss in the
 //    current interval, a batch of cached objects (evicted to the transfer
@@ -38,6 +39,15 @@
 //    the classes that had no miss in the last interval give back half of
 //    their unused capacity, and those cold for two intervals half of their
 //    objects too; counts start a new interval;
+//  * the same look adapts the id's budget: an interval in which at least
+//    kRaiseMinMisses misses found the budget used up, at kRaiseRate per
+//    second or more, raises it by half the base budget, up to
+//    RSEQMALLOC_PER_CPU_CACHE_MAX_BYTES, and within a pool of growth that
+//    all ids share (kGrowthPoolBudgets base budgets); an interval of at
+//    least kLowerAfterNs with fewer than kLowerRate misses per second
+//    lowers it by the same step, down to the base. (Demand spread over
+//    many classes at once -- servers, many sizes -- outgrows any fixed
+//    budget, and a larger fixed one costs every program memory.)
 //  * an id with no slow-path activity for kIdlePeriodNs while others had
 //    some is drained whole back to the transfer caches; malloc_trim drains
 //    every id.
@@ -89,9 +99,10 @@ class CpuCache {
   CpuCache& operator=(const CpuCache&) = delete;
 
   // Reserves the slab and the per-id state, with a capacity budget per id
-  // (RSEQMALLOC_PER_CPU_CACHE_BYTES for the allocator's). False when it
-  // cannot (no memory); the allocator then uses thread caches.
-  bool Init(uint64_t budget_bytes);
+  // (RSEQMALLOC_PER_CPU_CACHE_BYTES for the allocator's) that may grow up
+  // to max_budget_bytes (..._MAX_BYTES; at most budget_bytes: never). False
+  // when it cannot (no memory); the allocator then uses thread caches.
+  bool Init(uint64_t budget_bytes, uint64_t max_budget_bytes = 0);
   // Turns the fast paths on.
   void Start(rseq::IndexMode mode);
 
@@ -120,6 +131,9 @@ class CpuCache {
     uint64_t overflows;   // frees that found it full
     uint64_t steals;      // capacity taken from another class without objects
     uint64_t evictions;   // batches of another class's objects evicted
+    uint64_t budget_bytes;   // the id's budget now
+    uint64_t budget_raises;  // times it grew (its lowerings: budget_lowers)
+    uint64_t budget_lowers;
   };
   // One id's figures (a racy snapshot, for reports).
   IdStats StatsOf(int id) const;
@@ -141,6 +155,15 @@ class CpuCache {
   using ClassFill = rseq::PercpuSlab::Fill;
   ClassFill FillOf(int id, uint32_t cls) const;
   int NumIds() const { return num_ids_; }
+  uint64_t BaseBudget() const { return budget_bytes_; }
+  uint64_t MaxBudget() const { return max_budget_bytes_; }
+  // Budget above the base, summed over ids, and the most it may reach.
+  uint64_t GrowthUsed() const { return growth_used_bytes_.load(std::memory_order_relaxed); }
+  uint64_t GrowthPool() const { return growth_pool_bytes_; }
+
+  // The clock the budget policy reads (tests: a fake one).
+  using Clock = int64_t (*)();
+  void SetClockForTesting(Clock clock) { clock_ = clock; }
 
  private:
   struct IdState;  // cpu_cache.cc
@@ -150,6 +173,9 @@ class CpuCache {
   uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes);
   void GrowAfterMiss(int id, IdState& state, uint32_t cls);
   void Maintain(int id, IdState& state);
+  void AdaptBudget(IdState& state);
+  void ResetBudget(IdState& state);
+  static int64_t PreciseNowNs();
   void NoteMiss(int id, IdState& state, uint32_t cls);
   int CurrentIdOrRegister() const;
   int MaybeDrainIdle();
@@ -159,6 +185,10 @@ class CpuCache {
   IdState* ids_ = nullptr;
   int num_ids_ = 0;
   uint64_t budget_bytes_ = 0;
+  uint64_t max_budget_bytes_ = 0;
+  uint64_t growth_pool_bytes_ = 0;
+  std::atomic<uint64_t> growth_used_bytes_{0};
+  Clock clock_ = &PreciseNowNs;
   std::atomic<int64_t> next_idle_scan_ns_{0};
   std::atomic<uint64_t> class_misses_[kNumClasses] = {};
   // Per victim class: capacity stolen, batches evicted (LossesOf).

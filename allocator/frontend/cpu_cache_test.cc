@@ -412,5 +412,140 @@ TEST(CpuCacheObject, SmallCacheOverItsOwnSlabAndBackendLosesNothing) {
   slab.Release();
 }
 
+// The budget policy over a cache of the test's own, with a clock the test
+// drives: misses that keep finding the budget used up, at a high rate,
+// raise it step by step up to the lesser of the maximum and the shared
+// growth pool, never beyond; a quiet id gives the growth back; a drain
+// resets it; and no object is lost on the way.
+std::atomic<int64_t> g_fake_now_ns{1};
+std::atomic<int64_t> g_fake_step_ns{1000};
+int64_t FakeNowNs() { return g_fake_now_ns.fetch_add(g_fake_step_ns.load()) + g_fake_step_ns.load(); }
+
+// One thread, pinned: rounds over the pool's classes, each taking 64
+// objects of one class through the slab and putting them back, so that
+// the classes compete for capacity on every round.
+void Churn(rseq::PercpuSlab& slab, CpuCache& cache, PoolBackend& backend, int rounds) {
+  void* held[64];
+  for (int round = 0; round < rounds; ++round) {
+    uint32_t cls = PoolBackend::kClasses[round % std::size(PoolBackend::kClasses)];
+    for (void*& p : held) {
+      p = slab.Pop(cls, [&]() -> void* {
+        void* q = cache.Refill(cls);
+        if (q == nullptr) backend.RemoveBatch(cls, &q, 1);
+        return q;
+      });
+    }
+    for (void* p : held) {
+      if (p == nullptr) continue;
+      slab.Push(cls, p, [&] {
+        if (!cache.Overflow(cls, p)) backend.ReturnBatch(cls, &p, 1);
+      });
+    }
+  }
+}
+
+int OnlyUsedId(const CpuCache& cache) {
+  int id = -1;
+  for (int i = 0; i < cache.NumIds(); ++i) {
+    if (cache.StatsOf(i).used) id = i;
+  }
+  return id;
+}
+
+TEST(CpuCacheObject, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet) {
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable";
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  auto backend = std::make_unique<PoolBackend>();
+  for (uint64_t max_budgets : {4, 64}) {
+    rseq::PercpuSlab slab;
+    CpuCache cache(&slab, backend.get());
+    constexpr uint64_t kBase = 4096;
+    ASSERT_TRUE(cache.Init(kBase, max_budgets * kBase));
+    cache.SetClockForTesting(&FakeNowNs);
+    cache.Start(rseq::IndexMode::kCpuId);
+    if (!slab.RemoteAvailable()) GTEST_SKIP() << "no membarrier: MaintainAll and drains are off";
+    // The bound: the maximum, or the base plus the whole pool when the
+    // maximum is beyond it.
+    const uint64_t bound = std::min(max_budgets * kBase, kBase + cache.GrowthPool());
+    ASSERT_EQ(cache.GrowthPool(), 8 * kBase);
+
+    g_fake_step_ns.store(1000);  // 256 misses in 256 us: a high rate
+    uint64_t highest = 0;
+    for (int burst = 0; burst < 200; ++burst) {
+      Churn(slab, cache, *backend, 20);
+      int id = OnlyUsedId(cache);
+      ASSERT_GE(id, 0);
+      CpuCache::IdStats s = cache.StatsOf(id);
+      highest = std::max(highest, s.budget_bytes);
+      ASSERT_LE(s.budget_bytes, bound);
+      ASSERT_LE(s.capacity_bytes, s.budget_bytes);
+      ASSERT_LE(cache.GrowthUsed(), cache.GrowthPool());
+    }
+    int id = OnlyUsedId(cache);
+    ASSERT_GE(id, 0);
+    CpuCache::IdStats grown = cache.StatsOf(id);
+    EXPECT_GT(grown.budget_raises, 0u) << "budget-limited misses at a high rate never raised it";
+    EXPECT_EQ(highest, bound) << "growth stopped before its bound";
+    EXPECT_EQ(cache.GrowthUsed(), grown.budget_bytes - kBase);
+
+    // Quiet: each look finds 200 ms gone and no miss; the budget steps down
+    // to the base and the pool gets everything back.
+    g_fake_step_ns.store(200'000'000);
+    for (int pass = 0; pass < 2 * static_cast<int>(max_budgets) + 2; ++pass) cache.MaintainAll();
+    CpuCache::IdStats quiet = cache.StatsOf(id);
+    EXPECT_EQ(quiet.budget_bytes, kBase);
+    EXPECT_GT(quiet.budget_lowers, 0u);
+    EXPECT_EQ(cache.GrowthUsed(), 0u);
+
+    // Raised again, then drained: back to the base at once.
+    g_fake_step_ns.store(1000);
+    Churn(slab, cache, *backend, 400);
+    EXPECT_GT(cache.StatsOf(id).budget_bytes, kBase);
+    ASSERT_TRUE(cache.DrainAll());
+    EXPECT_EQ(cache.GrowthUsed(), 0u);
+    Churn(slab, cache, *backend, 1);
+    EXPECT_EQ(cache.StatsOf(OnlyUsedId(cache)).budget_bytes, kBase);
+
+    ASSERT_TRUE(cache.DrainAll());
+    EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
+    slab.Release();
+  }
+}
+
+// Growth off (the maximum at or below the base): the budget never moves.
+TEST(CpuCacheObject, BudgetStaysPutWhenGrowthIsOff) {
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable";
+  }
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  auto backend = std::make_unique<PoolBackend>();
+  rseq::PercpuSlab slab;
+  CpuCache cache(&slab, backend.get());
+  ASSERT_TRUE(cache.Init(4096, 2048));
+  cache.SetClockForTesting(&FakeNowNs);
+  cache.Start(rseq::IndexMode::kCpuId);
+  g_fake_step_ns.store(1000);
+  Churn(slab, cache, *backend, 2000);
+  int id = OnlyUsedId(cache);
+  ASSERT_GE(id, 0);
+  CpuCache::IdStats s = cache.StatsOf(id);
+  EXPECT_EQ(s.budget_bytes, 4096u);
+  EXPECT_EQ(s.budget_raises, 0u);
+  EXPECT_GT(s.steals + s.evictions, 0u) << "the classes never competed: the test shows nothing";
+  if (slab.RemoteAvailable()) {
+    ASSERT_TRUE(cache.DrainAll());
+    EXPECT_TRUE(backend->AllBackOnce());
+  }
+  slab.Release();
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal

@@ -36,7 +36,8 @@ CacheMode ResolveMode(CacheMode wanted) {
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     return CacheMode::kThread;
   }
-  if (!g_cpu_cache.Init(GetOptions().per_cpu_cache_bytes)) return CacheMode::kThread;
+  if (!g_cpu_cache.Init(GetOptions().per_cpu_cache_bytes,
+                        GetOptions().per_cpu_cache_max_bytes)) return CacheMode::kThread;
   if (wanted == CacheMode::kCpu || !rseq::MmCidSupported()) return CacheMode::kCpu;
   return CacheMode::kCid;
 }

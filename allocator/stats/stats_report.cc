@@ -206,7 +206,9 @@ void PrintCpuSection(int fd) {
     CpuCache::IdStats s = g_cpu_cache.StatsOf(id);
     if (!s.used) continue;
     line.Str("    id ").Dec(static_cast<uint64_t>(id)).Str(": cached ").Dec(s.cached_bytes)
-        .Str(" of capacity ").Dec(s.capacity_bytes).Str(" bytes; misses: ").Dec(s.underflows)
+        .Str(" of capacity ").Dec(s.capacity_bytes).Str(" bytes (budget ").Dec(s.budget_bytes)
+        .Str(", raised ").Dec(s.budget_raises).Str(" lowered ").Dec(s.budget_lowers)
+        .Str(" times); misses: ").Dec(s.underflows)
         .Str(" empty, ").Dec(s.overflows).Str(" full; capacity taken: ").Dec(s.steals)
         .Str(" unused, ").Dec(s.evictions).Str(" evicted\n").Flush(fd);
   }
