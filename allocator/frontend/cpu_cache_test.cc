@@ -444,6 +444,14 @@ void Churn(rseq::PercpuSlab& slab, CpuCache& cache, PoolBackend& backend, int ro
   }
 }
 
+// Keeps the calling thread on the CPU it runs on, so that its id stays.
+bool PinToThisCpu() {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  return sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
 int OnlyUsedId(const CpuCache& cache) {
   int id = -1;
   for (int i = 0; i < cache.NumIds(); ++i) {
@@ -456,10 +464,7 @@ TEST(CpuCacheObject, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet)
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable";
   }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  ASSERT_TRUE(PinToThisCpu());
   auto backend = std::make_unique<PoolBackend>();
   for (uint64_t max_budgets : {4, 64}) {
     rseq::PercpuSlab slab;
@@ -522,10 +527,7 @@ TEST(CpuCacheObject, BudgetStaysPutWhenGrowthIsOff) {
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable";
   }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  ASSERT_TRUE(PinToThisCpu());
   auto backend = std::make_unique<PoolBackend>();
   rseq::PercpuSlab slab;
   CpuCache cache(&slab, backend.get());
