@@ -202,7 +202,8 @@ void CpuCache::AdaptBudget(IdState& state) {
   if (first || took <= 0 || max_budget_bytes_ <= budget_bytes_) return;
   uint64_t step = budget_bytes_ / 2;
   uint64_t elapsed = static_cast<uint64_t>(took);
-  if (limited >= kRaiseMinMisses && limited * 1'000'000'000 >= kRaiseRate * elapsed) {
+  // Rates per second by division: an interval may last days.
+  if (limited >= kRaiseMinMisses && limited * 1'000'000'000 / elapsed >= kRaiseRate) {
     uint64_t add = Min64(step, max_budget_bytes_ - state.budget_bytes);
     uint64_t used = growth_used_bytes_.load(std::memory_order_relaxed);
     do {
@@ -213,7 +214,7 @@ void CpuCache::AdaptBudget(IdState& state) {
     state.budget_bytes += add;
     ++state.budget_raises;
   } else if (state.budget_bytes > budget_bytes_ && took >= kLowerAfterNs &&
-             misses * 1'000'000'000 < kLowerRate * elapsed) {
+             misses * 1'000'000'000 / elapsed < kLowerRate) {
     // Capacity above the lowered budget goes back as classes go cold and
     // as growing classes take it (Maintain, Steal).
     uint64_t sub = Min64(step, state.budget_bytes - budget_bytes_);
