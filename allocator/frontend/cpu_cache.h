@@ -155,8 +155,6 @@ class CpuCache {
   using ClassFill = rseq::PercpuSlab::Fill;
   ClassFill FillOf(int id, uint32_t cls) const;
   int NumIds() const { return num_ids_; }
-  uint64_t BaseBudget() const { return budget_bytes_; }
-  uint64_t MaxBudget() const { return max_budget_bytes_; }
   // Budget above the base, summed over ids, and the most it may reach.
   uint64_t GrowthUsed() const { return growth_used_bytes_.load(std::memory_order_relaxed); }
   uint64_t GrowthPool() const { return growth_pool_bytes_; }
