@@ -52,7 +52,12 @@
 
 namespace rseqmalloc::rseq {
 
-inline constexpr unsigned kSlabShift = 18;  // 256 KiB per id
+// 256 KiB per id (32768 slots; the 16-bit header could index up to 19). The
+// sections' asm spells the shift through the macro, so the two cannot part.
+#define RSEQMALLOC_SLAB_SHIFT 18
+#define RSEQMALLOC_SLAB_STR2(x) #x
+#define RSEQMALLOC_SLAB_STR(x) RSEQMALLOC_SLAB_STR2(x)
+inline constexpr unsigned kSlabShift = RSEQMALLOC_SLAB_SHIFT;
 
 // Where one slab's sections look: the rseq area they arm and check and the
 // id field they index with (cpu_id or mm_cid), as offsets from the
@@ -92,7 +97,7 @@ struct SlabWhere {
   "cmpl $0, %%fs:4(%[never], %[area_delta])\n\t" /* if (cpu_id < 0)      */ \
   "js %l[miss]\n\t"                              /*   goto miss          */ \
   "movl %%fs:(%[never], %[id_delta]), %k[region]\n\t" /* region = id     */ \
-  "shlq $18, %q[region]\n\t"                     /* region <<= shift     */ \
+  "shlq $" RSEQMALLOC_SLAB_STR(RSEQMALLOC_SLAB_SHIFT) ", %q[region]\n\t"  /* region <<= shift */ \
   "addq %[base], %q[region]\n\t"                 /* region += base       */
 
 // abort: (signature first) count it; goto miss;   (no call: the fast path
@@ -141,7 +146,7 @@ struct SlabWhere {
   "cmpl $0, %%fs:4(%[never], %[area_delta])\n\t" /* if (cpu_id < 0)      */ \
   "js 5f\n\t"                                    /*   return 0           */ \
   "movl %%fs:(%[never], %[id_delta]), %k[region]\n\t" /* region = id     */ \
-  "shlq $18, %q[region]\n\t"                                               \
+  "shlq $" RSEQMALLOC_SLAB_STR(RSEQMALLOC_SLAB_SHIFT) ", %q[region]\n\t"                       \
   "addq %[base], %q[region]\n\t"
 
 #define RSEQMALLOC_SLAB_POP_BATCH_BODY(DELAY)                                \

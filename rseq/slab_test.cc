@@ -168,6 +168,41 @@ TYPED_TEST(SlabTest, OneIdFollowsTheContract) {
   EXPECT_EQ(this->Pop(kCls), nullptr) << "the begin marker is 0 again";
 }
 
+// The sections and the slow paths agree on where every id's region is (the
+// shift, the header and slot offsets): on each CPU the thread may run on, in
+// cpu_id mode (the only mode whose id is chosen by where the thread runs), a
+// push through the sections is what FillOf finds on that id and on
+// no other, and a pop gets it back.
+TYPED_TEST(SlabTest, SectionsAndSlowPathsAgreeOnEveryId) {
+  if (TypeParam::kMode != IndexMode::kCpuId) GTEST_SKIP() << "ids follow CPUs in cpu mode";
+  PercpuSlab& slab = *this->slab_;
+  slab.Start(IndexMode::kCpuId);
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  constexpr std::size_t kCls = kClasses - 1;  // the last class: furthest into the region
+  int checked = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpu < slab.num_ids(); ++cpu) {
+    if (!CPU_ISSET(cpu, &allowed)) continue;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+    sched_yield();
+    if (slab.CurrentId() != cpu) continue;  // moved already (a hotplug race): next
+    ASSERT_EQ(slab.Grow(cpu, kCls, 3), 3u);
+    ASSERT_TRUE(this->Push(kCls, Token(1000 + cpu)));
+    for (int id = 0; id < slab.num_ids(); ++id) {
+      EXPECT_EQ(slab.FillOf(id, kCls).cached, id == cpu ? 1u : 0u) << "pushed on cpu " << cpu;
+    }
+    EXPECT_EQ(this->Pop(kCls), Token(1000 + cpu)) << "on cpu " << cpu;
+    EXPECT_EQ(slab.FillOf(cpu, kCls).cached, 0u);
+    ++checked;
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof(allowed), &allowed), 0);
+  EXPECT_GT(checked, 0);
+  std::printf("checked %d ids\n", checked);
+}
+
 // Batches move what fits, top first out, in one section each.
 TYPED_TEST(SlabTest, BatchesMoveWhatFits) {
   PercpuSlab& slab = *this->slab_;
