@@ -42,6 +42,8 @@ expect_error "unknown program 'redis2'" --programs redis2
 expect_error "unknown workload 'pairs'" --workloads pairs
 expect_error "unrecognized arguments: --fast" --fast
 expect_error "--reps must be at least 1" --reps 0
+expect_error "--baseline prev is not one of the allocators (glibc, rseqmalloc)" \
+  --allocators glibc,rseqmalloc --baseline prev
 [[ ! -e $TMP/unused ]] || fail "a refused command line created its output folder"
 
 help=$(python3 "$COMPARE" --help) || fail "--help failed"
@@ -62,7 +64,7 @@ mkdir -p "$OUT/bin"
 cp "$LIB" "$OUT/bin/librseqmalloc.so"
 rc=0
 python3 "$COMPARE" --no-build --out "$OUT" --quick --reps 1 --programs sqlite3,perl \
-  --allocators glibc,rseqmalloc --env rseqmalloc:RSEQMALLOC_CACHE=thread \
+  --allocators glibc,rseqmalloc --env rseqmalloc:RSEQMALLOC_CACHE=thread --baseline glibc \
   >"$TMP/report.md" 2>"$TMP/progress" || rc=$?
 [[ $rc -eq 0 ]] || fail "run: exit $rc: $(tail -5 "$TMP/progress")"
 [[ $(head -1 "$TMP/report.md") == "# tools/compare results" ]] ||
@@ -89,6 +91,20 @@ for r in rows:
     assert ("LD_PRELOAD=" in r["command"]) == (r["allocator"] == "rseqmalloc"), r
 PY
 [[ -s $OUT/medians.csv ]] || fail "no medians.csv"
+# --baseline glibc: rseqmalloc's paired ratios, one pair per program.
+grep -q "^Paired ratios to glibc" "$TMP/report.md" || fail "no paired table in the report"
+for p in sqlite3 perl; do
+  grep -qE "^\| $p \| [0-9.]+ \[[0-9.]+-[0-9.]+\] \| [0-9.]+ \[[0-9.]+-[0-9.]+\] \|$" \
+    "$TMP/report.md" || fail "no paired row for $p: $(grep "| $p |" "$TMP/report.md")"
+done
+python3 - "$OUT/paired.csv" <<'PY' || fail "paired.csv"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["workload"] for r in rows] == ["sqlite3", "perl"], rows
+for r in rows:
+    assert r["allocator"] == "rseqmalloc" and r["baseline"] == "glibc" and r["pairs"] == "1", r
+    assert float(r["speed_ratio_median"]) > 0 and float(r["rss_ratio_median"]) > 0, r
+PY
 
 # --no-build with a workload that was never built: a clear error.
 rc=0

@@ -230,6 +230,45 @@ class ReportTest(unittest.TestCase):
             self.assertEqual(len(rows), 4)
             self.assertIn("fragmentation,1,,jemalloc,ok,1,0,seconds,0,1,1.0000,2.0000", rows[2])
 
+    def test_paired_ratios_divide_within_a_repetition(self):
+        case = plan.make_cases(["pair"], [1], quick=True)[0]
+        prev = allocators.make_allocator("prev=/old/librseqmalloc.so", "/x", None)
+        allocs = [self.glibc, prev, self.ours]
+        # The machine runs at half speed in repetition 1: medians would say
+        # 300/200 = 1.5, each repetition says 1.1-1.2.
+        runs = []
+        for rep, (p, o, rss) in enumerate([(100, 110, 500), (200, 240, 400), (300, 330, 300)]):
+            runs += [fake_run(case, self.glibc, rep, 50, 100), fake_run(case, prev, rep, p, 400),
+                     fake_run(case, self.ours, rep, o, rss)]
+        runs.append(fake_run(case, self.ours, 3, 999, 400))  # prev has no repetition 3
+        runs.append(fake_run(case, prev, 4, status="crashed (SIGSEGV)"))
+        runs.append(fake_run(case, self.ours, 4, 999, 400))
+        pairs = report.paired([case], allocs, runs, "prev")
+        self.assertEqual(set(pairs), {(0, "rseqmalloc")})  # no peer, not the baseline
+        p = pairs[(0, "rseqmalloc")]
+        self.assertEqual(len(p.speed), 3)
+        self.assertAlmostEqual(p.speed_median(), 1.1)
+        self.assertAlmostEqual(p.rss_median(), 1.0)
+        self.assertAlmostEqual(min(p.rss), 0.75)
+        text = report.paired_table([case], allocs, pairs, "prev")
+        self.assertIn("Paired ratios to prev", text)
+        self.assertIn("| pair t=1 64B | 1.10 [1.10-1.20] | 1.00 [0.75-1.25] |", text)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "p.csv")
+            report.write_paired_csv(path, [case], allocs, pairs, "prev")
+            with open(path) as f:
+                rows = f.read().splitlines()
+            self.assertEqual(rows[1], "pair,1,64,rseqmalloc,prev,3,1.1000,1.1000,1.2000,"
+                             "1.0000,0.7500,1.2500")
+
+    def test_paired_ratios_of_times_are_speeds(self):
+        case = plan.make_cases(["fragmentation"], [1], quick=True)[0]
+        prev = allocators.make_allocator("prev=/old/librseqmalloc.so", "/x", None)
+        runs = [fake_run(case, prev, 0, 2.0, 100), fake_run(case, self.ours, 0, 1.0, 100)]
+        pairs = report.paired([case], [prev, self.ours], runs, "prev")
+        self.assertAlmostEqual(pairs[(0, "rseqmalloc")].speed_median(), 2.0)
+        self.assertEqual(report.paired_table([case], [prev, self.ours], {}, "prev"), "")
+
     def test_programs_share_the_tables_and_csv(self):
         cases = programs.make_program_cases(["redis", "perl"], quick=True, jobs=2)
         redis, perl = cases

@@ -87,6 +87,103 @@ def summarise(cases, allocators, runs):
     return result
 
 
+class Paired:
+    """One allocator against the baseline on one case, repetition by
+    repetition: the ratio of the two runs of the same repetition (adjacent in
+    time, so a burst of outside load hits both), then the median over the
+    repetitions. Speed > 1 is faster than the baseline, RSS < 1 is smaller."""
+
+    def __init__(self, speed, rss):
+        self.speed = speed  # per-repetition speed ratios, in repetition order
+        self.rss = rss      # per-repetition peak RSS ratios
+
+    def speed_median(self):
+        return statistics.median(self.speed) if self.speed else None
+
+    def rss_median(self):
+        return statistics.median(self.rss) if self.rss else None
+
+
+def paired(cases, allocators, runs, baseline):
+    """Returns {(case index, allocator name): Paired} for every allocator that
+    is not a peer and not the baseline (the builds being compared), from the
+    repetitions where both it and the baseline ran successfully."""
+    ok = {}  # (case, allocator name) -> {rep: run}
+    for r in runs:
+        if r.status == "ok":
+            ok.setdefault((id(r.case), r.alloc.name), {})[r.rep] = r
+    result = {}
+    for ci, case in enumerate(cases):
+        metric = case.workload.metric
+        base_runs = ok.get((id(case), baseline), {})
+        for a in allocators:
+            if a.peer or a.name == baseline:
+                continue
+            speed, rss = [], []
+            mine_runs = ok.get((id(case), a.name), {})
+            for rep in sorted(mine_runs):
+                mine, base = mine_runs[rep], base_runs.get(rep)
+                if base is None:
+                    continue
+                ratio = _speed_ratio(case.workload, mine.value(metric), base.value(metric))
+                if ratio is not None:
+                    speed.append(ratio)
+                if mine.value("peak_rss_kib") > 0 and base.value("peak_rss_kib") > 0:
+                    rss.append(mine.value("peak_rss_kib") / base.value("peak_rss_kib"))
+            result[(ci, a.name)] = Paired(speed, rss)
+    return result
+
+
+def paired_table(cases, allocators, pairs, baseline):
+    """Markdown: per case, each compared build's paired speed and RSS ratios
+    to the baseline, with the range over repetitions."""
+    names = [a for a in allocators if (0, a.name) in pairs]
+    if not names:
+        return ""
+    head = "| case | " + " | ".join("%s speed | %s peak RSS" % (a.label, a.label)
+                                    for a in names) + " |"
+    lines = ["Paired ratios to %s: in each repetition, an allocator's run divided by "
+             "%s's run of the same case (a few runs apart), then the median over the "
+             "repetitions [lowest-highest]. Speed > 1 is faster, RSS < 1 is less memory. "
+             "On a noisy machine these are steadier than ratios of medians." % (
+                 baseline, baseline), "", head, "|---|" + "---|---|" * len(names)]
+
+    def cell(values, median):
+        if not values:
+            return "-"
+        return "%.2f [%.2f-%.2f]" % (median, min(values), max(values))
+
+    for ci, case in enumerate(cases):
+        cells = []
+        for a in names:
+            p = pairs[(ci, a.name)]
+            cells += [cell(p.speed, p.speed_median()), cell(p.rss, p.rss_median())]
+        lines.append("| %s | %s |" % (case.label, " | ".join(cells)))
+    return "\n".join(lines) + "\n"
+
+
+def write_paired_csv(path, cases, allocators, pairs, baseline):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["workload", "threads", "size", "allocator", "baseline", "pairs",
+                    "speed_ratio_median", "speed_ratio_min", "speed_ratio_max",
+                    "rss_ratio_median", "rss_ratio_min", "rss_ratio_max"])
+        for ci, case in enumerate(cases):
+            for a in allocators:
+                p = pairs.get((ci, a.name))
+                if p is None:
+                    continue
+
+                def trio(values, median):
+                    if not values:
+                        return ["", "", ""]
+                    return ["%.4f" % median, "%.4f" % min(values), "%.4f" % max(values)]
+
+                w.writerow([case.workload.name, _blank(case.threads), case.size or "", a.name,
+                            baseline, len(p.speed)] + trio(p.speed, p.speed_median())
+                           + trio(p.rss, p.rss_median()))
+
+
 def human(value, unit=""):
     for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
