@@ -41,6 +41,12 @@ constexpr int64_t kLowerAfterNs = 100'000'000;
 constexpr uint64_t kLowerRate = 1'000;
 // Growth of all ids together: at most this many base budgets.
 constexpr uint64_t kGrowthPoolBudgets = 8;
+// A class that only frees on an id (no underflow there in this or the last
+// maintenance interval: a consumer's CPU) stops growing at
+// CpuCache::kFreeOnlyCapacity, enough for overflows of kMaxMove objects.
+// What it would hoard beyond is memory the CPUs that allocate it wait for.
+static_assert(CpuCache::kFreeOnlyCapacity == 2 * kMaxMove);
+constexpr uint8_t kAllocatingIntervals = 2;
 
 constexpr uint16_t MaxCapacityOf(uint32_t cls) {
   if (cls == 0) return 0;
@@ -96,6 +102,9 @@ struct alignas(64) CpuCache::IdState {
   uint64_t budget_lowers;
   uint16_t interval_misses[kNumClasses];  // misses of each class this interval
   uint8_t cold_intervals[kNumClasses];    // intervals in a row without one
+  // Intervals left in which the class counts as allocated on this id (set
+  // by an underflow); 0: it only frees here (kFreeOnlyCapacity).
+  uint8_t allocating[kNumClasses];
 };
 
 // The allocator's backend: the central heap, through the front end's one
@@ -240,6 +249,7 @@ void CpuCache::ResetBudget(IdState& state) {
 void CpuCache::Maintain(int id, IdState& state) {
   AdaptBudget(state);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    if (state.allocating[cls] != 0) --state.allocating[cls];
     bool missed = state.interval_misses[cls] != 0;
     state.interval_misses[cls] = 0;
     if (missed) {
@@ -333,6 +343,7 @@ void* CpuCache::Refill(uint32_t cls) {
     IdState& state = ids_[id];
     SpinLockHolder hold(&state.lock);
     ++state.underflows;
+    state.allocating[cls] = kAllocatingIntervals;
     NoteMiss(id, state, cls);
     GrowAfterMiss(id, state, cls);
     // Half the capacity (at most kMaxMove), plus the object returned: a
@@ -365,7 +376,9 @@ bool CpuCache::Overflow(uint32_t cls, void* p) {
     SpinLockHolder hold(&state.lock);
     ++state.overflows;
     NoteMiss(id, state, cls);
-    GrowAfterMiss(id, state, cls);
+    if (state.allocating[cls] != 0 || slab_->FillOf(id, cls).capacity < kFreeOnlyCapacity) {
+      GrowAfterMiss(id, state, cls);
+    }
     PercpuSlab::Fill fill = slab_->FillOf(id, cls);
     target = Min(fill.capacity / 2, kMaxMove);
   }
@@ -392,6 +405,7 @@ bool CpuCache::DrainId(int id) {
   ResetBudget(state);
   for (uint16_t& n : state.interval_misses) n = 0;
   for (uint8_t& n : state.cold_intervals) n = 0;
+  for (uint8_t& n : state.allocating) n = 0;
   return true;
 }
 

@@ -26,8 +26,14 @@
 //    capacity (at least 1, at most a batch): 1, 2, 4, ... batch, then by a
 //    batch at a time, up to the class's maximum (128 KiB of objects, at
 //    least two batches, at most 2048 slots);
-//  * a refill fetches half the capacity (at least 1, at most a batch), so a
+//  * a refill fetches half the capacity (at least 1, at most kMaxMove), so a
 //    class that misses rarely holds few objects;
+//  * an overflow grows the class only while it also allocates on that id
+//    (an underflow in this or the last interval) or is below
+//    kFreeOnlyCapacity (2 * kMaxMove slots): a CPU that only frees a class
+//    (a consumer's) passes its objects on in batches instead of hoarding
+//    up to the class's maximum while the allocating CPU refills from
+//    fresh spans;
 //  * the capacity of an id is bounded by its budget, which starts at
 //    RSEQMALLOC_PER_CPU_CACHE_BYTES. Past it, a growing class takes
 //    capacity from others, looking at no
@@ -151,6 +157,8 @@ class CpuCache {
   void LockForFork();
   void UnlockAfterFork();
   static uint16_t MaxCapacity(uint32_t cls);
+  // Where a class that only frees on an id stops growing (cpu_cache.cc).
+  static constexpr uint32_t kFreeOnlyCapacity = 256;
   // Objects cached and capacity (both in objects) of one class on one id.
   using ClassFill = rseq::PercpuSlab::Fill;
   ClassFill FillOf(int id, uint32_t cls) const;

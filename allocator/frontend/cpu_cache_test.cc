@@ -294,7 +294,7 @@ TEST_F(CpuCacheTest, RemoteDrainRacingWithCriticalSectionsLosesNothing) {
 // slot must be back in the backend exactly once.
 class PoolBackend final : public CpuCacheBackend {
  public:
-  static constexpr int kPerClass = 512;
+  static constexpr int kPerClass = 4096;
   static constexpr uint32_t kClasses[] = {1, 2, 5, 9, 17};
 
   PoolBackend() {
@@ -520,6 +520,67 @@ TEST(CpuCacheObject, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet)
     EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
     slab.Release();
   }
+}
+
+// A class that only frees on an id (a consumer's CPU: its objects come from
+// elsewhere) stops growing at kFreeOnlyCapacity and passes the rest on; once
+// it also allocates there (an underflow), its overflows grow it further.
+TEST(CpuCacheObject, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable";
+  }
+  ASSERT_TRUE(PinToThisCpu());
+  auto backend = std::make_unique<PoolBackend>();
+  rseq::PercpuSlab slab;
+  CpuCache cache(&slab, backend.get());
+  ASSERT_TRUE(cache.Init(256 * 1024));  // room for every class's maximum
+  cache.Start(rseq::IndexMode::kCpuId);
+  constexpr uint32_t kCls = PoolBackend::kClasses[0];  // 16 B: 2048 slots at most
+  ASSERT_GE(CpuCache::MaxCapacity(kCls), 4 * CpuCache::kFreeOnlyCapacity);
+  const uint32_t batch = static_cast<uint32_t>(ClassToBatch(kCls));
+  auto free_one = [&](void* p) {
+    slab.Push(kCls, p, [&] {
+      if (!cache.Overflow(kCls, p)) backend->ReturnBatch(kCls, &p, 1);
+    });
+  };
+
+  // Freed here, allocated elsewhere (straight from the backend).
+  std::vector<void*> objects(PoolBackend::kPerClass / 2);
+  for (int round = 0; round < 4; ++round) {
+    for (void*& p : objects) ASSERT_EQ(backend->RemoveBatch(kCls, &p, 1), 1);
+    for (void* p : objects) free_one(p);
+  }
+  int id = OnlyUsedId(cache);
+  ASSERT_GE(id, 0);
+  CpuCache::ClassFill fill = cache.FillOf(id, kCls);
+  EXPECT_GE(fill.capacity, CpuCache::kFreeOnlyCapacity / 2) << "it must still pass batches on";
+  EXPECT_LE(fill.capacity, CpuCache::kFreeOnlyCapacity + batch)
+      << "a class that only frees kept growing";
+
+  // One allocation here that finds the class empty marks it as allocating
+  // on this id: from then on its overflows grow it past the bound.
+  std::vector<void*> cached;
+  for (;;) {
+    void* p = slab.Pop(kCls, [] { return static_cast<void*>(nullptr); });
+    if (p == nullptr) break;
+    cached.push_back(p);
+  }
+  void* refilled = cache.Refill(kCls);
+  ASSERT_NE(refilled, nullptr);
+  cached.push_back(refilled);
+  for (void* p : cached) free_one(p);
+  for (int round = 0; round < 4; ++round) {
+    for (void*& p : objects) ASSERT_EQ(backend->RemoveBatch(kCls, &p, 1), 1);
+    for (void* p : objects) free_one(p);
+  }
+  EXPECT_GT(cache.FillOf(id, kCls).capacity, CpuCache::kFreeOnlyCapacity + batch)
+      << "a class that allocates here did not grow past the free-only bound";
+
+  if (slab.RemoteAvailable()) {
+    ASSERT_TRUE(cache.DrainAll());
+    EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
+  }
+  slab.Release();
 }
 
 // Growth off (the maximum at or below the base): the budget never moves.
