@@ -460,12 +460,21 @@ int OnlyUsedId(const CpuCache& cache) {
   return id;
 }
 
-TEST(CpuCacheObject, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet) {
-  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
-    GTEST_SKIP() << "rseq unavailable";
+// A cache of the test's own on the one CPU the test thread stays on, over
+// the pool backend.
+class PinnedCpuCache : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+      GTEST_SKIP() << "rseq unavailable";
+    }
+    ASSERT_TRUE(PinToThisCpu());
+    backend = std::make_unique<PoolBackend>();
   }
-  ASSERT_TRUE(PinToThisCpu());
-  auto backend = std::make_unique<PoolBackend>();
+  std::unique_ptr<PoolBackend> backend;
+};
+
+TEST_F(PinnedCpuCache, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet) {
   for (uint64_t max_budgets : {4, 64}) {
     rseq::PercpuSlab slab;
     CpuCache cache(&slab, backend.get());
@@ -525,12 +534,7 @@ TEST(CpuCacheObject, BudgetGrowsUnderPressureWithinItsBoundsAndShrinksWhenQuiet)
 // A class that only frees on an id (a consumer's CPU: its objects come from
 // elsewhere) stops growing at kFreeOnlyCapacity and passes the rest on; once
 // it also allocates there (an underflow), its overflows grow it further.
-TEST(CpuCacheObject, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
-  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
-    GTEST_SKIP() << "rseq unavailable";
-  }
-  ASSERT_TRUE(PinToThisCpu());
-  auto backend = std::make_unique<PoolBackend>();
+TEST_F(PinnedCpuCache, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
   rseq::PercpuSlab slab;
   CpuCache cache(&slab, backend.get());
   ASSERT_TRUE(cache.Init(256 * 1024));  // room for every class's maximum
@@ -584,12 +588,7 @@ TEST(CpuCacheObject, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
 }
 
 // Growth off (the maximum at or below the base): the budget never moves.
-TEST(CpuCacheObject, BudgetStaysPutWhenGrowthIsOff) {
-  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
-    GTEST_SKIP() << "rseq unavailable";
-  }
-  ASSERT_TRUE(PinToThisCpu());
-  auto backend = std::make_unique<PoolBackend>();
+TEST_F(PinnedCpuCache, BudgetStaysPutWhenGrowthIsOff) {
   rseq::PercpuSlab slab;
   CpuCache cache(&slab, backend.get());
   ASSERT_TRUE(cache.Init(4096, 2048));
