@@ -137,6 +137,7 @@ void ReleaseFreeMemory() {
 void SetPageHeapFreeCap(size_t bytes) { g_page_heap.SetFreeCap(bytes); }
 size_t PageHeapFreeCap() { return g_page_heap.free_cap(); }
 void SetPageHeapReleaseDelay(uint64_t ns) { g_page_heap.SetReleaseDelay(ns); }
+void GetPageHeapFreeSpans(FreeSpanHistogram* out) { g_page_heap.GetFreeSpanHistogram(out); }
 uint64_t PageHeapReleaseDelay() { return g_page_heap.release_delay(); }
 void UseHugePages(bool on) { SystemUseHugePages(on); }
 

@@ -36,6 +36,7 @@
 #include <cstdint>
 
 #include "allocator/central/central_stats.h"
+#include "allocator/pages/page_heap.h"
 #include "allocator/pages/pagemap.h"
 #include "allocator/base/size_classes.h"
 
@@ -109,6 +110,8 @@ void SetPageHeapFreeCap(size_t bytes);
 size_t PageHeapFreeCap();
 void SetPageHeapReleaseDelay(uint64_t ns);
 uint64_t PageHeapReleaseDelay();
+// The page heap's free spans by length (statistics report).
+void GetPageHeapFreeSpans(FreeSpanHistogram* out);
 // Heap memory asks for transparent huge pages (system.h).
 void UseHugePages(bool on);
 

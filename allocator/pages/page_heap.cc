@@ -209,6 +209,26 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->long_free_spans = long_backed_.length() + long_returned_.length();
 }
 
+void PageHeap::GetFreeSpanHistogram(FreeSpanHistogram* out) {
+  *out = {};
+  auto add = [](uint64_t* spans, uint64_t* pages, size_t length, uint64_t count) {
+    int b = FreeSpanBucket(length);
+    spans[b] += count;
+    pages[b] += count * length;
+  };
+  SpinLockHolder h(&lock_);
+  for (size_t len = 1; len <= kMaxPages; ++len) {
+    add(out->backed_spans, out->backed_pages, len, backed_[len].length());
+    add(out->returned_spans, out->returned_pages, len, returned_[len].length());
+  }
+  for (const Span* s = long_backed_.first(); s != nullptr; s = s->next) {
+    add(out->backed_spans, out->backed_pages, s->num_pages, 1);
+  }
+  for (const Span* s = long_returned_.first(); s != nullptr; s = s->next) {
+    add(out->returned_spans, out->returned_pages, s->num_pages, 1);
+  }
+}
+
 // Best fit by length; at one length backed before returned (no fault).
 Span* PageHeap::FindFree(size_t n) {
   for (size_t len = n; len <= kMaxPages; ++len) {

@@ -93,6 +93,24 @@ struct PageHeapStats {
   uint64_t long_free_spans;  // free runs longer than kMaxPages
 };
 
+// Free spans by length, for the statistics report: bucket 0 holds spans of
+// 1 page, bucket b spans of 2^(b-1)+1 .. 2^b pages, the last one every span
+// longer than kMaxPages. Spans being released at the time are not counted.
+inline constexpr int kFreeSpanBuckets = 9;  // 1, 2, 3-4, ..., 65-128, > 128
+struct FreeSpanHistogram {
+  uint64_t backed_spans[kFreeSpanBuckets];
+  uint64_t backed_pages[kFreeSpanBuckets];
+  uint64_t returned_spans[kFreeSpanBuckets];
+  uint64_t returned_pages[kFreeSpanBuckets];
+};
+constexpr int FreeSpanBucket(size_t pages) {
+  if (pages > kMaxPages) return kFreeSpanBuckets - 1;
+  int bucket = 0;
+  while ((size_t{1} << bucket) < pages) ++bucket;
+  return bucket;
+}
+static_assert(FreeSpanBucket(kMaxPages) == kFreeSpanBuckets - 2);
+
 class PageHeap {
  public:
   constexpr PageHeap() = default;
@@ -151,6 +169,7 @@ class PageHeap {
   void ReclaimReleasingLocked();
 
   void GetStats(PageHeapStats* out);
+  void GetFreeSpanHistogram(FreeSpanHistogram* out);  // takes the lock
   void GetStatsLocked(PageHeapStats* out) const;  // caller holds Lock()
 
   void Lock() { lock_.Lock(); }

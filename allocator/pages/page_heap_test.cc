@@ -20,7 +20,8 @@ namespace {
 
 // Heaps must outlive their memory, so each test gets its own static heap.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_cap, g_release, g_random, g_owner_a,
-    g_owner_b, g_reuse, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing, g_absorb;
+    g_owner_b, g_reuse, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing, g_absorb,
+    g_histogram;
 
 // The injected clock of the release-policy tests.
 std::atomic<uint64_t> g_fake_now{1'000'000'000};
@@ -64,6 +65,43 @@ TEST(PageHeap, SmallSpanRegistersEveryPage) {
     EXPECT_EQ(g_pagemap.ClassOfAddress(p << kPageShift), 0u);
   }
   ExpectBalanced(&g_basic);
+}
+
+// The report's free-span table: each free span once, in the bucket of its
+// length and state, with its pages.
+TEST(PageHeap, FreeSpanHistogramCountsEachFreeSpanByLengthAndState) {
+  static_assert(FreeSpanBucket(1) == 0 && FreeSpanBucket(2) == 1 && FreeSpanBucket(3) == 2 &&
+                FreeSpanBucket(4) == 2 && FreeSpanBucket(5) == 3 && FreeSpanBucket(128) == 7 &&
+                FreeSpanBucket(129) == 8);
+  // Spans of 1, 3 and 200 pages, each followed by a 1-page span that stays
+  // in use, so that freeing them merges nothing.
+  std::vector<Span*> keep, freed;
+  for (size_t n : {size_t{1}, size_t{3}, size_t{200}}) {
+    Span* s = g_histogram.New(n, kLargeClass);
+    ASSERT_NE(s, nullptr);
+    freed.push_back(s);
+    keep.push_back(g_histogram.New(1, kLargeClass));
+    ASSERT_NE(keep.back(), nullptr);
+  }
+  for (Span* s : freed) g_histogram.Delete(s);
+  FreeSpanHistogram h;
+  g_histogram.GetFreeSpanHistogram(&h);
+  for (int b = 0; b < kFreeSpanBuckets; ++b) {
+    uint64_t spans = b == 0 || b == 2 || b == 8 ? 1 : 0;
+    EXPECT_EQ(h.backed_spans[b], spans) << "bucket " << b;
+  }
+  EXPECT_EQ(h.backed_pages[0], 1u);
+  EXPECT_EQ(h.backed_pages[2], 3u);
+  EXPECT_EQ(h.backed_pages[8], 200u);
+  // The rest of the growth unit, never touched, is one returned run.
+  uint64_t returned = 0;
+  for (int b = 0; b < kFreeSpanBuckets; ++b) returned += h.returned_pages[b];
+  PageHeapStats st;
+  g_histogram.GetStats(&st);
+  EXPECT_EQ(returned * kPageSize, st.free_returned_bytes);
+  EXPECT_EQ((1 + 3 + 200) * kPageSize, st.free_backed_bytes);
+  for (Span* s : keep) g_histogram.Delete(s);
+  ExpectBalanced(&g_histogram);
 }
 
 TEST(PageHeap, LargeSpanMarksOnlyItsFirstPage) {

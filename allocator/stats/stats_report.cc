@@ -198,6 +198,28 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
       .Flush(fd);
 }
 
+// Where the page heap's free memory is, by span length: many short
+// resident spans are fragments no request of their length comes for; they
+// wait for the release delay.
+void PrintFreeSpanSection(int fd) {
+  FreeSpanHistogram h;
+  GetPageHeapFreeSpans(&h);
+  static const char* const kLengths[kFreeSpanBuckets] = {"1",     "2",     "3-4",
+                                                         "5-8",   "9-16",  "17-32",
+                                                         "33-64", "65-128", ">128"};
+  LogLine line;
+  line.Str("  page heap free spans   pages  resident spans      KiB   returned spans"
+           "        KiB\n").Flush(fd);
+  for (int b = 0; b < kFreeSpanBuckets; ++b) {
+    if (h.backed_spans[b] == 0 && h.returned_spans[b] == 0) continue;
+    static const char kSpaces[] = "                              ";  // 30
+    line.Str(kSpaces, sizeof(kSpaces) - 1 - strlen(kLengths[b])).Str(kLengths[b])
+        .PaddedDec(h.backed_spans[b], 16).PaddedDec(h.backed_pages[b] * (kPageSize >> 10), 9)
+        .PaddedDec(h.returned_spans[b], 17).PaddedDec(h.returned_pages[b] * (kPageSize >> 10), 11)
+        .Str("\n").Flush(fd);
+  }
+}
+
 void PrintCpuSection(int fd) {
   if (g_cpu_cache.NumIds() == 0) return;
   LogLine line;
@@ -259,6 +281,7 @@ void PrintStatsReport(int fd) {
   line.Str("  released to the OS in total ").Dec(s.released_bytes_total).Str(" bytes\n")
       .Flush(fd);
   PrintReleaseSection(g_snapshot_central, fd);
+  PrintFreeSpanSection(fd);
   PrintReentrySection(fd);
   PrintCpuSection(fd);
   PrintClassSection(g_snapshot_central, fd);

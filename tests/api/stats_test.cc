@@ -100,6 +100,29 @@ TEST(Stats, PrintedReportAddsUp) {
   // one of the parts that add up.
   ASSERT_TRUE(bytes.count("resident (RSS)")) << text;
   EXPECT_GT(bytes["resident (RSS)"], 0u);
+
+  // The page heap's free spans by length: the resident column adds up to
+  // "page heap free" (nothing is being released: this test frees nothing
+  // that is 5 s old), the returned one to at most "returned to the OS"
+  // (which also counts address space the heap has not used yet).
+  size_t table = text.find("page heap free spans");
+  ASSERT_NE(table, std::string::npos) << text;
+  std::istringstream rows(text.substr(text.find('\n', table) + 1));
+  uint64_t resident_kib = 0, returned_kib = 0;
+  int buckets = 0;
+  for (std::string row; std::getline(rows, row);) {
+    std::istringstream fields(row);
+    std::string length;
+    uint64_t resident_spans, resident, returned_spans, returned;
+    if (!(fields >> length >> resident_spans >> resident >> returned_spans >> returned)) break;
+    if (length.empty() || (length[0] != '>' && (length[0] < '0' || length[0] > '9'))) break;
+    resident_kib += resident;
+    returned_kib += returned;
+    ++buckets;
+  }
+  EXPECT_GT(buckets, 0) << text;
+  EXPECT_EQ(resident_kib * 1024, bytes["page heap free"]) << text;
+  EXPECT_LE(returned_kib * 1024, bytes["returned to the OS"]) << text;
 }
 
 // Touching 64 MiB raises the resident figure by about as much; mapping
