@@ -8,7 +8,7 @@
 // allocator has one, g_cpu_cache, over g_cpu_slab (the slab its fast paths
 // use) and the central heap; a test can build a small one over a slab and a
 // fake backend of its own, with its own budget, without environment
-// variables (cpu_cache_test.cc).
+// variables (own_cpu_cache_test.cc).
 //
 // Call tree of the slow paths (the fast paths are in frontend.h):
 //   Refill(cls)       pop missed on this id
