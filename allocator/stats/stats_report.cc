@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <iterator>
 
 #include "allocator/base/clock.h"
 #include "allocator/base/log.h"
@@ -204,9 +205,10 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
 void PrintFreeSpanSection(int fd) {
   FreeSpanHistogram h;
   GetPageHeapFreeSpans(&h);
-  static const char* const kLengths[kFreeSpanBuckets] = {"1",     "2",     "3-4",
-                                                         "5-8",   "9-16",  "17-32",
-                                                         "33-64", "65-128", ">128"};
+  // FreeSpanBucket's ranges (page_heap.h), one label each.
+  static const char* const kLengths[] = {"1",    "2",     "3-4",   "5-8",   "9-16",
+                                         "17-32", "33-64", "65-128", ">128"};
+  static_assert(std::size(kLengths) == kFreeSpanBuckets);
   LogLine line;
   line.Str("  page heap free spans   pages  resident spans      KiB   returned spans"
            "        KiB\n").Flush(fd);
