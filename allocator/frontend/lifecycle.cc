@@ -44,8 +44,17 @@ CacheMode ResolveMode(CacheMode wanted) {
 
 bool PerCpu(CacheMode mode) { return mode == CacheMode::kCpu || mode == CacheMode::kCid; }
 
-// Whether this thread's fork handlers took the locks (see PrepareFork).
-__thread bool tls_fork_took_locks __attribute__((tls_model("initial-exec"))) = false;
+
+void PrintStartupLine(const Options& options) {
+  LogLine line;
+  line.Str("rseqmalloc: pid ").Dec(static_cast<uint64_t>(getpid()))
+      .Str(" mode=").Str(CacheModeName(g_mode.load(std::memory_order_relaxed)))
+      .Str(" (asked: ").Str(CacheModeName(options.cache)).Str(")\n")
+      .Flush(STDERR_FILENO);
+  PrintOptions(options, STDERR_FILENO);
+}
+
+}  // namespace
 
 // Holding the locks across fork counts as being inside the allocator.
 //
@@ -58,17 +67,27 @@ __thread bool tls_fork_took_locks __attribute__((tls_model("initial-exec"))) = f
 // another thread held stays held in the child, which is no worse than the
 // child of a multi-threaded fork is promised by POSIX (async-signal-safe calls
 // only) and than glibc, which deadlocks there.
+//
+// The interrupted call may also be a fork() of this thread, anywhere between
+// our two handlers (glibc 2.36 leaves signals open there). The handler's fork
+// then runs its handlers nested inside ours, entering and leaving the
+// allocator before the outer after-fork handler resumes. So the depth alone
+// tells each after-fork handler what its prepare handler did: depth 1, it
+// took the locks. (Remembering that in a thread-local flag was wrong: the
+// nested prepare handler overwrote it, and the outer locks stayed held.)
 void PrepareFork() {
-  tls_fork_took_locks = !InsideAllocator();
+  bool take_locks = !InsideAllocator();
   EnterAllocator();
-  if (!tls_fork_took_locks) return;
+  if (!take_locks) return;
   ThreadCache::LockForFork();
   g_cpu_cache.LockForFork();
   LockAllForFork();
 }
 
+namespace {
+
 void AfterFork(bool child) {
-  if (tls_fork_took_locks) {
+  if (tls_allocator_depth == 1) {
     UnlockAllAfterFork(child);
     g_cpu_cache.UnlockAfterFork();
     ThreadCache::UnlockAfterFork();
@@ -76,19 +95,11 @@ void AfterFork(bool child) {
   if (child) MaintenanceAfterForkChild();
   LeaveAllocator();
 }
-void AfterForkParent() { AfterFork(false); }
-void AfterForkChild() { AfterFork(true); }
-
-void PrintStartupLine(const Options& options) {
-  LogLine line;
-  line.Str("rseqmalloc: pid ").Dec(static_cast<uint64_t>(getpid()))
-      .Str(" mode=").Str(CacheModeName(g_mode.load(std::memory_order_relaxed)))
-      .Str(" (asked: ").Str(CacheModeName(options.cache)).Str(")\n")
-      .Flush(STDERR_FILENO);
-  PrintOptions(options, STDERR_FILENO);
-}
 
 }  // namespace
+
+void AfterForkParent() { AfterFork(false); }
+void AfterForkChild() { AfterFork(true); }
 
 // Class 0 for every size: the fast path's push fails and the slow path
 // checks (see FreeSized).

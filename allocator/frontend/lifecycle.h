@@ -33,6 +33,13 @@ inline bool UsesThreadCaches() { return g_mode.load(std::memory_order_relaxed) !
 // that they are: nothing can have been allocated yet).
 extern bool g_check_sized_free;
 
+// The pthread_atfork handlers start-up registers. Declared for
+// tests/faults/nested_fork_test, which calls them around a signal handler's
+// fork to place it where a real signal lands once in a while.
+void PrepareFork();
+void AfterForkParent();
+void AfterForkChild();
+
 // Mode actually in use by the calling thread: "cpu", "cid", "thread", "none".
 const char* ActiveModeName();
 
