@@ -61,7 +61,7 @@ class PageMap {
   // Raw class byte of the page holding addr; 0 when unknown.
   uint32_t ClassOfAddress(uintptr_t addr) const {
     const Leaf* leaf = LeafFor(addr >> kPageShift);
-    if (leaf == nullptr) return 0;
+    if (__builtin_expect(leaf == nullptr, 0)) return 0;
     return __atomic_load_n(&leaf->classes[(addr >> kPageShift) & (kLeafLength - 1)],
                            __ATOMIC_RELAXED);
   }
@@ -81,7 +81,7 @@ class PageMap {
  private:
   const Leaf* LeafFor(uintptr_t page) const {
     uintptr_t i = page >> kLeafBits;
-    if (i >= kRootLength) return nullptr;
+    if (__builtin_expect(i >= kRootLength, 0)) return nullptr;
     return root_[i].load(std::memory_order_acquire);
   }
   Leaf* MutableLeafFor(uintptr_t page) {
