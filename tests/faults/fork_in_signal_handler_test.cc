@@ -11,7 +11,6 @@
 // kSignalsInsideCalls of them within the deadline; the scenario runs in its
 // own process, killed at the deadline, so a deadlock fails cleanly.
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -94,10 +93,8 @@ int RunScenario() {
 }
 
 TEST(ForkInSignalHandler, SingleThreadedProcessNeverDeadlocks) {
-  g_shared = static_cast<Shared*>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE,
-                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(g_shared, MAP_FAILED);
-  new (g_shared) Shared{};
+  g_shared = NewShared<Shared>();
+  ASSERT_NE(g_shared, nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) _exit(RunScenario());
@@ -111,7 +108,7 @@ TEST(ForkInSignalHandler, SingleThreadedProcessNeverDeadlocks) {
   }
   EXPECT_EQ(g_shared->failed_forks.load(), 0);
   EXPECT_GE(g_shared->signals_inside_calls.load(), kSignalsInsideCalls);
-  munmap(g_shared, sizeof(Shared));
+  DeleteShared(g_shared);
 }
 
 }  // namespace

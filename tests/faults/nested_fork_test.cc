@@ -18,7 +18,6 @@
 // loop of forks. Each scenario runs in its own process, killed at a
 // deadline, so a hang fails instead of stalling the suite.
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -192,10 +191,8 @@ int ForkLoopUnderSignals() {
 }
 
 TEST(NestedFork, ForkLoopUnderSignalsWhoseHandlerForks) {
-  g_shared = static_cast<Shared*>(mmap(nullptr, sizeof(Shared), PROT_READ | PROT_WRITE,
-                                       MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(g_shared, MAP_FAILED);
-  new (g_shared) Shared{};
+  g_shared = NewShared<Shared>();
+  ASSERT_NE(g_shared, nullptr);
   int result = RunScenarioWithDeadline(ForkLoopUnderSignals);
   EXPECT_EQ(result, 0) << (result < 0 ? "hung" : "exit code") << " after " << g_shared->forks.load()
                        << " forks, " << g_shared->handler_forks.load() << " handler forks, "
@@ -204,7 +201,7 @@ TEST(NestedFork, ForkLoopUnderSignalsWhoseHandlerForks) {
   // Proof that the scenario happened: signals landed between our handlers.
   EXPECT_GE(g_shared->landings_inside_fork_handlers.load(), kLandingsInsideForkHandlers)
       << "after " << g_shared->forks.load() << " forks";
-  munmap(g_shared, sizeof(Shared));
+  DeleteShared(g_shared);
 }
 
 }  // namespace

@@ -157,10 +157,8 @@ int RunScenario(Spawn how) {
 }
 
 void ExpectNoBlockHandedOutTwice(Spawn how) {
-  g_outcome = static_cast<Outcome*>(mmap(nullptr, sizeof(Outcome), PROT_READ | PROT_WRITE,
-                                         MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  ASSERT_NE(g_outcome, MAP_FAILED);
-  new (g_outcome) Outcome{};
+  g_outcome = NewShared<Outcome>();
+  ASSERT_NE(g_outcome, nullptr);
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) _exit(RunScenario(how));
@@ -177,7 +175,7 @@ void ExpectNoBlockHandedOutTwice(Spawn how) {
   EXPECT_GT(g_outcome->checked_blocks.load(), 1000u) << "the workers did not run";
   EXPECT_EQ(g_outcome->corrupt_blocks.load(), 0u)
       << "blocks whose pattern another owner overwrote (handed out twice)";
-  munmap(g_outcome, sizeof(Outcome));
+  DeleteShared(g_outcome);
 }
 
 TEST(SharedTlsChild, VforkChildThatAllocatesCorruptsNothing) {

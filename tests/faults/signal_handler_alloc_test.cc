@@ -26,7 +26,6 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -225,10 +224,8 @@ void* Sender(void*) {
 // Runs one scenario in a child and checks that it finished with every
 // thread moving.
 void RunScenario(bool guarded) {
-  void* shared = mmap(nullptr, sizeof(Progress), PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(shared, MAP_FAILED);
-  g_progress = new (shared) Progress();
+  g_progress = NewShared<Progress>();
+  ASSERT_NE(g_progress, nullptr);
 
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
@@ -300,7 +297,7 @@ void RunScenario(bool guarded) {
         << report.str();
   }
   std::cout << report.str();
-  munmap(shared, sizeof(Progress));
+  DeleteShared(g_progress);
 }
 
 TEST(SignalHandlerAlloc, HandlerAllocatesBetweenAllocatorCalls) { RunScenario(true); }

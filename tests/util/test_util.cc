@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,6 +132,13 @@ size_t CurrentRssBytes() {
   return static_cast<size_t>(resident) *
          static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
+
+void* MapSharedBytes(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+void UnmapSharedBytes(void* p, size_t bytes) { munmap(p, bytes); }
 
 bool WaitWithDeadline(pid_t pid, double seconds, int* status) {
   double deadline = MonotonicSeconds() + seconds;

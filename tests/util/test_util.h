@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <vector>
 
 namespace rseqmalloc_test {
@@ -72,6 +73,22 @@ class Rng {
 // --- Process state ----------------------------------------------------------
 // Resident set size of this process, from /proc/self/statm.
 size_t CurrentRssBytes();
+
+// A T in a MAP_SHARED anonymous mapping, value-initialised: the scenario
+// process a test forks writes it, the test reads it after the fork (a
+// fork's copy-on-write memory would not show the child's writes). nullptr
+// when the mapping fails; DeleteShared unmaps it.
+void* MapSharedBytes(size_t bytes);
+void UnmapSharedBytes(void* p, size_t bytes);
+template <typename T>
+T* NewShared() {
+  void* p = MapSharedBytes(sizeof(T));
+  return p == nullptr ? nullptr : new (p) T{};
+}
+template <typename T>
+void DeleteShared(T* p) {
+  if (p != nullptr) UnmapSharedBytes(p, sizeof(T));
+}
 
 // Waits for `pid` for at most `seconds`. On timeout kills it (SIGKILL),
 // reaps it and returns false; otherwise stores the wait status and returns
