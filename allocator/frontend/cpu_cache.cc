@@ -356,6 +356,11 @@ void* CpuCache::Refill(uint32_t cls) {
   }
   void* batch[kMaxMove + 1];
   int n = backend_->RemoveBatch(cls, batch, static_cast<int>(fetch));
+  // Out of memory for this class. Other ids may still cache some of it
+  // (objects this thread fetched before it migrated, say): a malloc must not
+  // fail while they sit there. A drain of every id costs a membarrier each,
+  // which a call about to return ENOMEM can afford.
+  if (n == 0 && DrainAll()) n = backend_->RemoveBatch(cls, batch, static_cast<int>(fetch));
   if (n == 0) return nullptr;
   int ran_on;
   int pushed = n > 1 ? slab_->PushBatch(cls, batch + 1, static_cast<unsigned>(n - 1), &ran_on)

@@ -14,7 +14,8 @@
 //   Refill(cls)       pop missed on this id
 //     -> register the thread's rseq area on its first miss
 //     -> NoteMiss, Grow (capacity policy, below)
-//     -> RemoveBatch from the transfer cache, push what fits
+//     -> RemoveBatch from the transfer cache, push what fits; when that
+//        finds nothing (out of memory): DrainAll, then RemoveBatch again
 //   Overflow(cls, p)  push found the class full
 //     -> NoteMiss, Grow; if still full: pop a batch, InsertBatch
 //   Maintain()        every kMaintainEvery misses of an id, and from the

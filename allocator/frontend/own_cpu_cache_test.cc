@@ -348,5 +348,65 @@ TEST_F(PinnedCpuCache, BudgetStaysPutWhenGrowthIsOff) {
 }
 
 
+// Out of memory on one id while another id caches objects of the class:
+// the refill must find them (oom_test saw `operator new` succeed after
+// `malloc` had failed, once the thread had moved to the CPU whose cache
+// still held the blocks it fetched there).
+bool PinTo(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu;
+}
+
+TEST(CpuCacheObject, RefillOutOfMemoryTakesWhatAnotherIdCaches) {
+  if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    GTEST_SKIP() << "rseq unavailable";
+  }
+  cpu_set_t allowed;
+  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+  }
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  auto backend = std::make_unique<PoolBackend>();
+  rseq::PercpuSlab slab;
+  CpuCache cache(&slab, backend.get());
+  ASSERT_TRUE(cache.Init(64 * 1024));
+  cache.Start(rseq::IndexMode::kCpuId);
+  if (!slab.RemoteAvailable()) GTEST_SKIP() << "no membarrier: no remote drains";
+  constexpr uint32_t kCls = PoolBackend::kClasses[0];
+
+  // The test holds every object of the class but 32, which it frees on the
+  // first CPU; whatever that CPU's cache passes on to the backend it takes
+  // too. Then the first CPU's id holds the class's only free objects.
+  std::vector<void*> held(PoolBackend::kPerClass);
+  held.resize(backend->RemoveBatch(kCls, held.data(), PoolBackend::kPerClass));
+  ASSERT_EQ(held.size(), static_cast<size_t>(PoolBackend::kPerClass));
+  ASSERT_TRUE(PinTo(cpus[0]));
+  for (int i = 0; i < 32; ++i) {
+    void* p = held.back();
+    held.pop_back();
+    slab.Push(kCls, p, [&] {
+      if (!cache.Overflow(kCls, p)) backend->ReturnBatch(kCls, &p, 1);
+    });
+  }
+  void* spill[PoolBackend::kPerClass];
+  for (int n; (n = backend->RemoveBatch(kCls, spill, PoolBackend::kPerClass)) > 0;) {
+    held.insert(held.end(), spill, spill + n);
+  }
+  ASSERT_GT(cache.StatsOf(cpus[0]).cached_bytes, 0u) << "nothing stayed cached on the first CPU";
+
+  ASSERT_TRUE(PinTo(cpus[1]));
+  void* p = cache.Refill(kCls);
+  EXPECT_NE(p, nullptr) << "out of memory while CPU " << cpus[0] << "'s cache holds the class";
+  if (p != nullptr) held.push_back(p);
+
+  backend->ReturnBatch(kCls, held.data(), static_cast<int>(held.size()));
+  ASSERT_TRUE(cache.DrainAll());
+  EXPECT_TRUE(backend->AllBackOnce());
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal

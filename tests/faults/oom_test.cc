@@ -3,7 +3,9 @@
 //  1. mallocs blocks of 1, 2, 4, ... MiB until one fails, then fills what is
 //     left with halving sizes down to 16 bytes, until every size fails:
 //     each failure must be NULL with errno == ENOMEM, never a crash;
-//  2. in that exhausted state, every entry point fails the way C and C++
+//  2. in that exhausted state, on every CPU it may run on (it also hops
+//     between them while it fills, so that every per-CPU cache has held
+//     blocks of each size), every entry point fails the way C and C++
 //     say: operator new throws std::bad_alloc, nothrow new returns nullptr,
 //     calloc / aligned_alloc return NULL with ENOMEM, posix_memalign returns
 //     ENOMEM and leaves its output alone, and a failed realloc leaves the old
@@ -16,6 +18,7 @@
 // allocator that loops or deadlocks when memory runs out fails cleanly.
 #include <fcntl.h>
 #include <malloc.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -82,6 +85,34 @@ void Hold(void* p) {
   ++g_num_held;
 }
 
+// The CPUs the child may run on, and a move to the next one. The child
+// hops while it fills, so that per-CPU caches other than the current one
+// hold blocks of every size when memory runs out, and runs the phase-2
+// checks on each CPU: a failure while another CPU's cache still holds the
+// class is what it must not see (it did: operator new succeeded after
+// malloc had failed, on the CPU it had last fetched blocks on).
+constexpr int kMaxCpus = 8;
+int g_cpus[kMaxCpus];
+int g_num_cpus = 0;
+int g_next_cpu = 0;
+
+void FindCpus() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  for (int cpu = 0; cpu < CPU_SETSIZE && g_num_cpus < kMaxCpus; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) g_cpus[g_num_cpus++] = cpu;
+  }
+}
+
+void MoveToNextCpu() {
+  if (g_num_cpus < 2) return;
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(g_cpus[g_next_cpu], &one);
+  g_next_cpu = (g_next_cpu + 1) % g_num_cpus;
+  (void)sched_setaffinity(0, sizeof one, &one);
+}
+
 // malloc(size) until it fails; the failure must be NULL + ENOMEM.
 size_t FillWith(size_t size) {
   size_t got = 0;
@@ -93,7 +124,7 @@ size_t FillWith(size_t size) {
       return got;
     }
     Hold(p);
-    ++got;
+    if (++got % 64 == 0) MoveToNextCpu();
   }
 }
 
@@ -194,6 +225,7 @@ void Recovers(size_t largest) {
 }
 
 void ChildMain() {
+  FindCpus();
   size_t limit = AddressSpaceBytes() + kHeadroom;
   struct rlimit rl = {limit, limit};
   CHILD_CHECK(setrlimit(RLIMIT_AS, &rl) == 0, limit);
@@ -213,7 +245,10 @@ void ChildMain() {
   // unused part of rseqmalloc's current 64 MiB chunk, is usable after it.)
   CHILD_CHECK(total >= kHeadroom / 2, total);
 
-  FailuresAreClean(old);
+  for (int i = 0; i < (g_num_cpus < 2 ? 1 : g_num_cpus); ++i) {
+    MoveToNextCpu();
+    FailuresAreClean(old);
+  }
   free(old);
   Recovers(largest);
   _exit(0);
