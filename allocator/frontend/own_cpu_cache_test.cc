@@ -78,6 +78,27 @@ class PoolBackend final : public CpuCacheBackend {
   Slot storage_[kNumClasses][kPerClass];
 };
 
+// An allocation and a free through a cache of the test's own, as the
+// allocator's fast paths do them: the slab on this CPU's id, then the
+// cache's Refill or Overflow, then (no rseq here, or the cache gave up) the
+// backend itself. *missed (when given) says whether the pop missed.
+void* AllocateThrough(rseq::PercpuSlab& slab, CpuCache& cache, PoolBackend& backend, uint32_t cls,
+                      bool* missed = nullptr) {
+  return slab.Pop(cls, [&]() -> void* {
+    if (missed != nullptr) *missed = true;
+    void* q = cache.Refill(cls);
+    if (q == nullptr) backend.RemoveBatch(cls, &q, 1);
+    return q;
+  });
+}
+
+void FreeThrough(rseq::PercpuSlab& slab, CpuCache& cache, PoolBackend& backend, uint32_t cls,
+                 void* p) {
+  slab.Push(cls, p, [&] {
+    if (!cache.Overflow(cls, p)) backend.ReturnBatch(cls, &p, 1);
+  });
+}
+
 TEST(CpuCacheObject, SmallCacheOverItsOwnSlabAndBackendLosesNothing) {
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable";
@@ -101,22 +122,12 @@ TEST(CpuCacheObject, SmallCacheOverItsOwnSlabAndBackendLosesNothing) {
     for (int round = 0; round < 200000; ++round) {
       Held& h = held[rng() % 48];
       if (h.p != nullptr) {
-        void* p = h.p;
-        uint32_t cls = h.cls;
-        slab.Push(cls, p, [&] {
-          // Full, or no rseq here: the cache takes it or we return it.
-          if (!cache.Overflow(cls, p)) backend->ReturnBatch(cls, &p, 1);
-        });
+        FreeThrough(slab, cache, *backend, h.cls, h.p);
         h.p = nullptr;
       } else {
         uint32_t cls = PoolBackend::kClasses[rng() % 5];
         bool missed = false;
-        void* p = slab.Pop(cls, [&]() -> void* {
-          missed = true;
-          void* q = cache.Refill(cls);
-          if (q == nullptr) backend->RemoveBatch(cls, &q, 1);
-          return q;
-        });
+        void* p = AllocateThrough(slab, cache, *backend, cls, &missed);
         if (!missed) ++hits;
         if (p != nullptr) h = {p, cls};
       }
@@ -166,29 +177,48 @@ void Churn(rseq::PercpuSlab& slab, CpuCache& cache, PoolBackend& backend, int ro
   void* held[64];
   for (int round = 0; round < rounds; ++round) {
     uint32_t cls = PoolBackend::kClasses[round % std::size(PoolBackend::kClasses)];
-    for (void*& p : held) {
-      p = slab.Pop(cls, [&]() -> void* {
-        void* q = cache.Refill(cls);
-        if (q == nullptr) backend.RemoveBatch(cls, &q, 1);
-        return q;
-      });
-    }
+    for (void*& p : held) p = AllocateThrough(slab, cache, backend, cls);
     for (void* p : held) {
-      if (p == nullptr) continue;
-      slab.Push(cls, p, [&] {
-        if (!cache.Overflow(cls, p)) backend.ReturnBatch(cls, &p, 1);
-      });
+      if (p != nullptr) FreeThrough(slab, cache, backend, cls, p);
     }
   }
 }
 
-// Keeps the calling thread on the CPU it runs on, so that its id stays.
-bool PinToThisCpu() {
+// Moves the calling thread to `cpu` and keeps it there, so that its id stays.
+bool PinTo(int cpu) {
   cpu_set_t one;
   CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  return sched_setaffinity(0, sizeof one, &one) == 0;
+  CPU_SET(cpu, &one);
+  return sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu;
 }
+
+bool PinToThisCpu() { return PinTo(sched_getcpu()); }
+
+// The CPUs the process may use, read before any test pins the thread (the
+// tests in cpu_cache_test.cc leave it pinned to one).
+cpu_set_t InitialCpus() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  sched_getaffinity(0, sizeof cpus, &cpus);
+  return cpus;
+}
+const cpu_set_t g_initial_cpus = InitialCpus();
+
+// Gives the thread back the CPUs it had, so that a pinning test leaves the
+// next test (gtest runs them on one thread) every CPU.
+class RestoresAffinity {
+ public:
+  RestoresAffinity() { ok_ = sched_getaffinity(0, sizeof saved_, &saved_) == 0; }
+  ~RestoresAffinity() {
+    if (ok_) sched_setaffinity(0, sizeof saved_, &saved_);
+  }
+  RestoresAffinity(const RestoresAffinity&) = delete;
+  RestoresAffinity& operator=(const RestoresAffinity&) = delete;
+
+ private:
+  cpu_set_t saved_;
+  bool ok_ = false;
+};
 
 int OnlyUsedId(const CpuCache& cache) {
   int id = -1;
@@ -209,6 +239,7 @@ class PinnedCpuCache : public ::testing::Test {
     ASSERT_TRUE(PinToThisCpu());
     backend = std::make_unique<PoolBackend>();
   }
+  RestoresAffinity restores_affinity_;  // constructed before SetUp pins
   std::unique_ptr<PoolBackend> backend;
 };
 
@@ -280,11 +311,7 @@ TEST_F(PinnedCpuCache, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
   constexpr uint32_t kCls = PoolBackend::kClasses[0];  // 16 B: 2048 slots at most
   ASSERT_GE(CpuCache::MaxCapacity(kCls), 4 * CpuCache::kFreeOnlyCapacity);
   const uint32_t batch = static_cast<uint32_t>(ClassToBatch(kCls));
-  auto free_one = [&](void* p) {
-    slab.Push(kCls, p, [&] {
-      if (!cache.Overflow(kCls, p)) backend->ReturnBatch(kCls, &p, 1);
-    });
-  };
+  auto free_one = [&](void* p) { FreeThrough(slab, cache, *backend, kCls, p); };
 
   // Freed here, allocated elsewhere (straight from the backend).
   std::vector<void*> objects(PoolBackend::kPerClass / 2);
@@ -352,24 +379,17 @@ TEST_F(PinnedCpuCache, BudgetStaysPutWhenGrowthIsOff) {
 // the refill must find them (oom_test saw `operator new` succeed after
 // `malloc` had failed, once the thread had moved to the CPU whose cache
 // still held the blocks it fetched there).
-bool PinTo(int cpu) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  return sched_setaffinity(0, sizeof one, &one) == 0 && sched_getcpu() == cpu;
-}
 
 TEST(CpuCacheObject, RefillOutOfMemoryTakesWhatAnotherIdCaches) {
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
     GTEST_SKIP() << "rseq unavailable";
   }
-  cpu_set_t allowed;
-  ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
   std::vector<int> cpus;
   for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
+    if (CPU_ISSET(cpu, &g_initial_cpus)) cpus.push_back(cpu);
   }
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  RestoresAffinity restores_affinity;
   auto backend = std::make_unique<PoolBackend>();
   rseq::PercpuSlab slab;
   CpuCache cache(&slab, backend.get());
@@ -386,11 +406,8 @@ TEST(CpuCacheObject, RefillOutOfMemoryTakesWhatAnotherIdCaches) {
   ASSERT_EQ(held.size(), static_cast<size_t>(PoolBackend::kPerClass));
   ASSERT_TRUE(PinTo(cpus[0]));
   for (int i = 0; i < 32; ++i) {
-    void* p = held.back();
+    FreeThrough(slab, cache, *backend, kCls, held.back());
     held.pop_back();
-    slab.Push(kCls, p, [&] {
-      if (!cache.Overflow(kCls, p)) backend->ReturnBatch(kCls, &p, 1);
-    });
   }
   void* spill[PoolBackend::kPerClass];
   for (int n; (n = backend->RemoveBatch(kCls, spill, PoolBackend::kPerClass)) > 0;) {
@@ -405,7 +422,8 @@ TEST(CpuCacheObject, RefillOutOfMemoryTakesWhatAnotherIdCaches) {
 
   backend->ReturnBatch(kCls, held.data(), static_cast<int>(held.size()));
   ASSERT_TRUE(cache.DrainAll());
-  EXPECT_TRUE(backend->AllBackOnce());
+  EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
+  slab.Release();
 }
 
 }  // namespace
