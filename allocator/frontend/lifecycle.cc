@@ -44,7 +44,6 @@ CacheMode ResolveMode(CacheMode wanted) {
 
 bool PerCpu(CacheMode mode) { return mode == CacheMode::kCpu || mode == CacheMode::kCid; }
 
-
 void PrintStartupLine(const Options& options) {
   LogLine line;
   line.Str("rseqmalloc: pid ").Dec(static_cast<uint64_t>(getpid()))
