@@ -1,5 +1,7 @@
 #include "allocator/central/central_freelist.h"
 
+#include <sched.h>
+
 #include "allocator/pages/pagemap.h"
 #include "allocator/base/size_classes.h"
 #include "allocator/pages/system.h"
@@ -18,6 +20,7 @@ void CentralFreeList::Init(uint32_t cls, PageHeap* heap) {
   object_size_ = static_cast<uint32_t>(ClassToSize(cls));
   pages_per_span_ = ClassToPages(cls);
   objects_per_span_ = static_cast<uint32_t>((pages_per_span_ * kPageSize) / object_size_);
+  uses_homes_ = object_size_ <= kHomeMaxObjectBytes;
   heap_ = heap;
 }
 
@@ -33,18 +36,47 @@ void* CentralFreeList::PopFrom(Span* span) {
   }
   ++span->allocated;
   --free_objects_;
-  if (span->allocated == objects_per_span_) {
+  if (span->allocated == objects_per_span_ && span->on_list) {
     nonempty_.Remove(span);
     span->on_list = false;
   }
   return obj;
 }
 
+// The span home slot `home` carves from: its own while it has free
+// objects, else the first of the nonempty list, which becomes its home;
+// nullptr when the list is empty too. Caller holds the lock.
+Span* CentralFreeList::HomeSpan(int home) {
+  Span* span = home_[home];
+  if (span != nullptr) {
+    if (span->allocated < objects_per_span_) return span;
+    span->home = kNoHome;  // full: off every list until an object comes back
+    home_[home] = nullptr;
+  }
+  span = nonempty_.first();
+  if (span == nullptr) return nullptr;
+  nonempty_.Remove(span);
+  span->on_list = false;
+  span->home = static_cast<uint8_t>(home);
+  home_[home] = span;
+  return span;
+}
+
 int CentralFreeList::RemoveRange(void** out, int n) {
+  int home = kNoHome;
+  if (uses_homes_) {
+    int cpu = sched_getcpu();  // glibc reads the rseq area; no system call
+    home = cpu < 0 ? 0 : cpu % kHomes;
+  }
+  return RemoveRangeFor(home, out, n);
+}
+
+int CentralFreeList::RemoveRangeFor(int home, void** out, int n) {
+  if (!uses_homes_) home = kNoHome;
   int got = 0;
   lock_.Lock();
   while (got < n) {
-    Span* span = nonempty_.first();
+    Span* span = home == kNoHome ? nonempty_.first() : HomeSpan(home);
     if (span == nullptr) {
       // Do not hold this class's lock across the page heap (it may grow the
       // heap or madvise), so other threads can keep freeing into the list.
@@ -84,6 +116,10 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
   if (span->allocated == 0) {
     if (span->on_list) nonempty_.Remove(span);
     span->on_list = false;
+    if (span->home != kNoHome) {
+      home_[span->home] = nullptr;
+      span->home = kNoHome;
+    }
     --spans_;
     free_objects_ -= objects_per_span_;
     if (*num_to_free == kMaxDeferredSpans) {
@@ -91,7 +127,7 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
     } else {
       to_free[(*num_to_free)++] = span;
     }
-  } else if (!span->on_list) {
+  } else if (!span->on_list && span->home == kNoHome) {
     nonempty_.PushFront(span);
     span->on_list = true;
   }

@@ -109,11 +109,13 @@ TEST(CentralFreeList, ReturnedObjectsAreReusedBeforeCarving) {
   static CentralFreeList list;
   uint32_t cls = SizeToClass(64);
   list.Init(cls, &g_heap);
+  // One home slot throughout: RemoveRange would follow the CPU, and a
+  // thread that migrated between the calls would carve another home span.
   void* a[4];
-  ASSERT_EQ(list.RemoveRange(a, 4), 4);
+  ASSERT_EQ(list.RemoveRangeFor(0, a, 4), 4);
   list.InsertRange(&a[1], 1);
   void* b;
-  ASSERT_EQ(list.RemoveRange(&b, 1), 1);
+  ASSERT_EQ(list.RemoveRangeFor(0, &b, 1), 1);
   EXPECT_EQ(b, a[1]);
   list.InsertRange(a, 1);
   list.InsertRange(&b, 1);
@@ -121,6 +123,81 @@ TEST(CentralFreeList, ReturnedObjectsAreReusedBeforeCarving) {
   CentralFreeListStats st;
   list.GetStats(&st);
   EXPECT_EQ(st.spans, 0u);
+}
+
+Span* SpanOf(void* p) { return g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift); }
+
+// Two CPUs refilling one small class in turn, one object at a time, carve
+// two spans, not one span in alternation (false sharing).
+TEST(CentralFreeListHomes, TwoHomesTakingTurnsCarveTwoSpans) {
+  static CentralFreeList list;
+  uint32_t cls = SizeToClass(16);
+  list.Init(cls, &g_heap);
+  constexpr int kEach = 100;
+  void* got[2][kEach];
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_EQ(list.RemoveRangeFor(3, &got[0][i], 1), 1);
+    ASSERT_EQ(list.RemoveRangeFor(kHomes - 1, &got[1][i], 1), 1);
+  }
+  Span* span0 = SpanOf(got[0][0]);
+  Span* span1 = SpanOf(got[1][0]);
+  EXPECT_NE(span0, span1);
+  for (int i = 0; i < kEach; ++i) {
+    ASSERT_EQ(SpanOf(got[0][i]), span0);
+    ASSERT_EQ(SpanOf(got[1][i]), span1);
+    // Carved in order: a run of consecutive objects per home.
+    ASSERT_EQ(static_cast<char*>(got[0][i]), static_cast<char*>(got[0][0]) + 16 * i);
+  }
+  for (auto& g : got) list.InsertRange(g, kEach);
+  CentralFreeListStats st;
+  list.GetStats(&st);
+  EXPECT_EQ(st.spans, 0u);  // emptied home spans went back to the page heap
+}
+
+// A home span that fills up is dropped; when an object comes back it joins
+// the shared list, where another home finds it before carving a new span.
+TEST(CentralFreeListHomes, FullHomeSpanRejoinsTheSharedList) {
+  static CentralFreeList list;
+  uint32_t cls = SizeToClass(512);
+  list.Init(cls, &g_heap);
+  int per_span = static_cast<int>(ClassToPages(cls) * kPageSize / ClassToSize(cls));
+  std::vector<void*> first(per_span);
+  ASSERT_EQ(list.RemoveRangeFor(0, first.data(), per_span), per_span);
+  Span* full = SpanOf(first[0]);
+  void* next;
+  ASSERT_EQ(list.RemoveRangeFor(0, &next, 1), 1);  // home 0 moves on
+  EXPECT_NE(SpanOf(next), full);
+  list.InsertRange(&first[5], 1);
+  void* other;
+  ASSERT_EQ(list.RemoveRangeFor(1, &other, 1), 1);
+  EXPECT_EQ(other, first[5]);
+  // Home 1 owns that span now: home 0 carves its own, not from it.
+  void* again;
+  ASSERT_EQ(list.RemoveRangeFor(0, &again, 1), 1);
+  EXPECT_EQ(SpanOf(again), SpanOf(next));
+  list.InsertRange(first.data(), per_span);
+  list.InsertRange(&next, 1);
+  list.InsertRange(&again, 1);
+  CentralFreeListStats st;
+  list.GetStats(&st);
+  EXPECT_EQ(st.spans, 0u);
+  EXPECT_EQ(st.free_objects, 0u);
+}
+
+// Classes above kHomeMaxObjectBytes share their spans: their objects span
+// whole lines, and a partly carved span per CPU would cost more memory.
+TEST(CentralFreeListHomes, LargeClassesShareSpans) {
+  static CentralFreeList list;
+  uint32_t cls = SizeToClass(2048);
+  ASSERT_GT(ClassToSize(cls), kHomeMaxObjectBytes);
+  list.Init(cls, &g_heap);
+  void* a;
+  void* b;
+  ASSERT_EQ(list.RemoveRangeFor(0, &a, 1), 1);
+  ASSERT_EQ(list.RemoveRangeFor(1, &b, 1), 1);
+  EXPECT_EQ(SpanOf(a), SpanOf(b));
+  list.InsertRange(&a, 1);
+  list.InsertRange(&b, 1);
 }
 
 TEST(CentralFreeListDeathTest, ForeignObjectCrashesWithAMessage) {

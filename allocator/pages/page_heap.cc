@@ -375,6 +375,7 @@ void PageHeap::Register(Span* span, uint32_t cls) {
   span->allocated = 0;
   span->carved = 0;
   span->on_list = false;
+  span->home = kNoHome;
   if (cls == kLargeClass) {
     g_pagemap.SetClass(span->first_page, kLargeClass);
     large_pages_ += span->num_pages;

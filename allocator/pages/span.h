@@ -14,6 +14,9 @@ namespace rseqmalloc::internal {
 
 class PageHeap;
 
+// Span::home of a span no CPU carves from (central_freelist.h).
+inline constexpr uint8_t kNoHome = 0xff;
+
 enum class SpanLocation : uint8_t {
   kInUse,         // handed out (large allocation or small-object slab)
   kFreeBacked,    // free, pages may be resident
@@ -43,6 +46,7 @@ struct Span {
   SpanLocation location;
   bool was_returned;  // in use: its pages came from the OS-returned state
   bool on_list;       // linked in a central free list's nonempty list
+  uint8_t home;       // the CPU slot it is the carving span of, or kNoHome
 
   uintptr_t start_address() const { return first_page << kPageShift; }
   void* start() const { return reinterpret_cast<void*>(start_address()); }
