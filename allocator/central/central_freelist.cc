@@ -62,6 +62,22 @@ Span* CentralFreeList::HomeSpan(int home) {
   return span;
 }
 
+// Out of memory only: makes a home span of another slot with free objects
+// the home of `home` (or finds that `home` got one meanwhile). Caller holds
+// the lock.
+bool CentralFreeList::AdoptAnotherHome(int home) {
+  if (home_[home] != nullptr) return true;
+  for (int other = 0; other < kHomes; ++other) {
+    Span* span = home_[other];
+    if (span == nullptr || span->allocated == objects_per_span_) continue;
+    home_[other] = nullptr;
+    span->home = static_cast<uint8_t>(home);
+    home_[home] = span;
+    return true;
+  }
+  return false;
+}
+
 int CentralFreeList::RemoveRange(void** out, int n) {
   int home = kNoHome;
   if (uses_homes_) {
@@ -83,7 +99,12 @@ int CentralFreeList::RemoveRangeFor(int home, void** out, int n) {
       lock_.Unlock();
       Span* fresh = heap_->New(pages_per_span_, cls_);
       lock_.Lock();
-      if (fresh == nullptr) break;
+      if (fresh == nullptr) {
+        // Out of pages: a malloc must not fail while another CPU's home span
+        // has objects of the class.
+        if (home == kNoHome || !AdoptAnotherHome(home)) break;
+        continue;
+      }
       ++spans_;
       free_objects_ += objects_per_span_;
       nonempty_.PushFront(fresh);

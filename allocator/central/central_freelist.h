@@ -19,8 +19,10 @@
 // interleaved). Objects freed on another CPU and met in the transfer cache
 // still cross, as they must. A home span that fills up is dropped (it
 // rejoins the nonempty list when an object comes back); one that empties
-// goes back to the page heap, home or not. Cost: up to one partly carved
-// span per small class per slot, carved only as handed out.
+// goes back to the page heap, home or not. When the page heap has no pages
+// left, a refill adopts another slot's home span with free objects rather
+// than fail. Cost: up to one partly carved span per small class per slot,
+// carved only as handed out.
 //
 // Lock order: a central free list's lock is taken before the page heap's;
 // the list drops its lock while the page heap makes a new slab.
@@ -76,6 +78,7 @@ class CentralFreeList {
  private:
   void* PopFrom(Span* span);
   Span* HomeSpan(int home);
+  bool AdoptAnotherHome(int home);
   void Release(void* object, Span** to_free, int* num_to_free);
 
   SpinLock lock_;
