@@ -48,7 +48,7 @@ struct CentralFreeListStats {
   uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
 };
 
-class CentralFreeList {
+class alignas(64) CentralFreeList {
  public:
   constexpr CentralFreeList() = default;
   CentralFreeList(const CentralFreeList&) = delete;

@@ -36,7 +36,7 @@ struct TransferCacheStats {
   uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
 };
 
-class TransferCache {
+class alignas(64) TransferCache {
  public:
   constexpr TransferCache() = default;
   TransferCache(const TransferCache&) = delete;
