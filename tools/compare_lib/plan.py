@@ -83,6 +83,9 @@ WORKLOADS = [
              ["--ms", "100", "--count", str(k)], binary="batch")
     for k in (100, 1000, 10000)
 ] + [
+    Workload("bursts", "rings of 200000 blocks filled in bursts of one size (8 B-128 KiB), "
+             "four fifths freed at a time",
+             "ops_per_sec", True, ["--ms", "500"], ["--ms", "150"]),
     Workload("memory_64threads", "64 threads churning 2000 small objects each; peak RSS",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"],
              threads=lambda t: 64),
