@@ -15,9 +15,13 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "tests/util/test_util.h"
+#ifndef RSEQMALLOC_TEST_GLIBC
+#include "allocator/api/rseqmalloc.h"
+#endif
 
 namespace rseqmalloc_test {
 namespace {
@@ -64,6 +68,23 @@ void OnTwoThreads(Fn& fn) {
   pthread_t threads[2];
   for (int i = 0; i < 2; ++i) ASSERT_EQ(pthread_create(&threads[i], nullptr, body, &args[i]), 0);
   for (pthread_t t : threads) pthread_join(t, nullptr);
+}
+
+// Lines the cache mode may leave shared: none in cpu, thread and none modes.
+// In cid mode a cache id is not a CPU: the kernel hands a thread's id on
+// with it when it migrates (and to another thread when it was preempted
+// long enough), with the objects cached under it, which were carved for
+// the CPU the id came from. Threads that start on one CPU and pin
+// themselves to others meet that now and then in their first blocks (a
+// loaded CI machine: one line, thread 1's first block beside thread 0's
+// third, the two taken from one id). The allocator's own carving shares
+// no line in any mode.
+int AllowedSharedLines() {
+#ifdef RSEQMALLOC_TEST_GLIBC
+  return 0;
+#else
+  return std::string(rseqmalloc_mode()) == "cid" ? 2 : 0;
+#endif
 }
 
 class CacheLineSharingTest : public ::testing::TestWithParam<size_t> {};
@@ -120,7 +141,7 @@ TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
       first = &lines[i - 1];
     }
   }
-  if (shared != 0) {
+  if (shared > AllowedSharedLines()) {
     ADD_FAILURE() << shared << " lines hold blocks of both threads; the first, 0x" << std::hex
                   << first[0].line * kLine << std::dec << ", thread " << first[0].thread
                   << "'s allocation " << first[0].index << " and thread " << first[1].thread
