@@ -142,6 +142,25 @@ void RestoreArea(std::int32_t saved_cpu_id) {
                               false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
+bool SuspendArea() {
+  Rseq* area = internal::ThreadArea();
+  if (ReadCpuId(area) < 0) return false;
+  int saved_errno = errno;
+  // The same length and signature as the registration (glibc's and ours
+  // are both 32 bytes and kSignature); the kernel refuses anything else.
+  long rc = syscall(SYS_rseq, area, kRseqAreaSize, kRseqFlagUnregister, kSignature);
+  errno = saved_errno;
+  if (rc != 0) return false;
+  __atomic_store_n(&area->cpu_id, kCpuIdRegistrationFailed, __ATOMIC_RELAXED);
+  return true;
+}
+
+void ResumeArea() {
+  int saved_errno = errno;
+  syscall(SYS_rseq, internal::ThreadArea(), kRseqAreaSize, 0, kSignature);
+  errno = saved_errno;
+}
+
 bool MmCidSupported() { return FeatureSize() >= kFeatureSizeMmCid; }
 
 bool NodeIdSupported() { return FeatureSize() >= kFeatureSizeNodeId; }

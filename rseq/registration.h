@@ -62,6 +62,17 @@ bool NodeIdSupported();
 std::int32_t AreaCpuId();
 void MarkAreaUnavailable();
 void RestoreArea(std::int32_t saved_cpu_id);
+// For a clone(CLONE_VM) child without CLONE_VFORK the thread keeps running,
+// and the kernel rewrites the shared area with the thread's fresh ids at
+// its next preemption, which the child would then read as its own.
+// SuspendArea() unregisters the thread's area (the kernel then writes it no
+// more) and marks it like MarkAreaUnavailable(); false when the area was
+// not registered or the kernel refused (the caller then relies on the
+// child's mark alone). ResumeArea() registers it again once the child is
+// gone; the kernel writes fresh ids before the thread returns to user
+// space. Both preserve errno.
+bool SuspendArea();
+void ResumeArea();
 
 }  // namespace rseqmalloc::rseq
 

@@ -22,17 +22,29 @@ __thread std::int32_t tls_saved_cpu_id __attribute__((tls_model("initial-exec"))
 // and that gave no clear-tid word of its own, exits or execs.
 __thread volatile int tls_child_alive __attribute__((tls_model("initial-exec"))) = 0;
 
+// Whether the thread's area is unregistered while a child that does not
+// suspend the thread shares it (rseq::SuspendArea).
+__thread bool tls_area_suspended __attribute__((tls_model("initial-exec"))) = false;
+
 // In the thread, before the child exists. A second child while the first
 // may still run keeps the cpu_id saved for the first (the area reads
-// kCpuIdRegistrationFailed by now).
-void BeforeChild(const volatile int* alive) {
+// kCpuIdRegistrationFailed by now). A child that lets the thread run on
+// (no CLONE_VFORK) gets the area unregistered, so that the kernel's
+// updates for the thread cannot undo the child's mark.
+void BeforeChild(const volatile int* alive, bool thread_runs_on) {
   if (tls_shared_tls_child == nullptr) tls_saved_cpu_id = rseq::AreaCpuId();
+  if (thread_runs_on && !tls_area_suspended) tls_area_suspended = rseq::SuspendArea();
   tls_shared_tls_child = alive;
 }
 
 // In the thread, once no child runs on its TLS any more.
 void AfterChild() {
   tls_shared_tls_child = nullptr;
+  if (tls_area_suspended) {
+    tls_area_suspended = false;
+    rseq::ResumeArea();
+    return;
+  }
   rseq::RestoreArea(tls_saved_cpu_id);
 }
 
@@ -79,7 +91,7 @@ int CloneMarkingSharedTls(int (*fn)(void*), void* stack, int flags, void* arg, p
     }
     alive = reinterpret_cast<volatile int*>(child_tid);
   }
-  BeforeChild(alive);
+  BeforeChild(alive, (flags & CLONE_VFORK) == 0);
   int saved_errno = errno;
   int pid = __clone(StartMarkedChild, start, flags, start, parent_tid, tls, child_tid);
   if (pid < 0 || (flags & CLONE_VFORK) != 0) {
@@ -98,7 +110,7 @@ namespace in = rseqmalloc::internal;
 
 // The three C steps of rseqmalloc_vfork below.
 __attribute__((visibility("hidden"), used)) void rseqmalloc_vfork_before() {
-  in::BeforeChild(&in::kChildRunning);
+  in::BeforeChild(&in::kChildRunning, /*thread_runs_on=*/false);
 }
 __attribute__((visibility("hidden"), used)) void rseqmalloc_vfork_child() {
   rseqmalloc::rseq::MarkAreaUnavailable();
