@@ -43,6 +43,18 @@ void* CentralFreeList::PopFrom(Span* span) {
   return obj;
 }
 
+// A span off the nonempty list becomes the home of slot `home` / stops
+// being a home. Caller holds the lock.
+void CentralFreeList::MakeHome(Span* span, int home) {
+  span->home = static_cast<uint8_t>(home);
+  home_[home] = span;
+}
+
+void CentralFreeList::Unhome(Span* span) {
+  home_[span->home] = nullptr;
+  span->home = kNoHome;
+}
+
 // The span home slot `home` carves from: its own while it has free
 // objects, else the first of the nonempty list, which becomes its home;
 // nullptr when the list is empty too. Caller holds the lock.
@@ -50,15 +62,13 @@ Span* CentralFreeList::HomeSpan(int home) {
   Span* span = home_[home];
   if (span != nullptr) {
     if (span->allocated < objects_per_span_) return span;
-    span->home = kNoHome;  // full: off every list until an object comes back
-    home_[home] = nullptr;
+    Unhome(span);  // full: off every list until an object comes back
   }
   span = nonempty_.first();
   if (span == nullptr) return nullptr;
   nonempty_.Remove(span);
   span->on_list = false;
-  span->home = static_cast<uint8_t>(home);
-  home_[home] = span;
+  MakeHome(span, home);
   return span;
 }
 
@@ -67,12 +77,10 @@ Span* CentralFreeList::HomeSpan(int home) {
 // the lock.
 bool CentralFreeList::AdoptAnotherHome(int home) {
   if (home_[home] != nullptr) return true;
-  for (int other = 0; other < kHomes; ++other) {
-    Span* span = home_[other];
+  for (Span* span : home_) {
     if (span == nullptr || span->allocated == objects_per_span_) continue;
-    home_[other] = nullptr;
-    span->home = static_cast<uint8_t>(home);
-    home_[home] = span;
+    Unhome(span);
+    MakeHome(span, home);
     return true;
   }
   return false;
@@ -137,10 +145,7 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
   if (span->allocated == 0) {
     if (span->on_list) nonempty_.Remove(span);
     span->on_list = false;
-    if (span->home != kNoHome) {
-      home_[span->home] = nullptr;
-      span->home = kNoHome;
-    }
+    if (span->home != kNoHome) Unhome(span);
     --spans_;
     free_objects_ -= objects_per_span_;
     if (*num_to_free == kMaxDeferredSpans) {

@@ -77,6 +77,8 @@ class alignas(64) CentralFreeList {
 
  private:
   void* PopFrom(Span* span);
+  void MakeHome(Span* span, int home);
+  void Unhome(Span* span);
   Span* HomeSpan(int home);
   bool AdoptAnotherHome(int home);
   void Release(void* object, Span** to_free, int* num_to_free);
