@@ -18,7 +18,6 @@
 // allocator that loops or deadlocks when memory runs out fails cleanly.
 #include <fcntl.h>
 #include <malloc.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,21 +95,12 @@ int g_cpus[kMaxCpus];
 int g_num_cpus = 0;
 int g_next_cpu = 0;
 
-void FindCpus() {
-  cpu_set_t allowed;
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
-  for (int cpu = 0; cpu < CPU_SETSIZE && g_num_cpus < kMaxCpus; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed)) g_cpus[g_num_cpus++] = cpu;
-  }
-}
+void FindCpus() { g_num_cpus = AllowedCpus(g_cpus, kMaxCpus); }
 
 void MoveToNextCpu() {
   if (g_num_cpus < 2) return;
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(g_cpus[g_next_cpu], &one);
+  (void)PinCallingThreadTo(g_cpus[g_next_cpu]);
   g_next_cpu = (g_next_cpu + 1) % g_num_cpus;
-  (void)sched_setaffinity(0, sizeof one, &one);
 }
 
 // malloc(size) until it fails; the failure must be NULL + ENOMEM.

@@ -29,26 +29,6 @@ namespace {
 constexpr uintptr_t kLine = 64;
 constexpr int kBlocksPerThread = 600;
 
-// The first two CPUs this thread may run on; false with fewer than two.
-bool TwoCpus(int* a, int* b) {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return false;
-  int found = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; ++cpu) {
-    if (!CPU_ISSET(cpu, &set)) continue;
-    (found == 0 ? *a : *b) = cpu;
-    ++found;
-  }
-  return found == 2;
-}
-
-void PinTo(int cpu) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof one, &one), 0);
-}
-
 // Runs fn(0) and fn(1) on two threads and waits for both. pthreads, not
 // std::thread: std::thread allocates its state on this thread and the new
 // thread frees it, a cross-thread hand-off of the very kind the test must
@@ -92,7 +72,7 @@ class CacheLineSharingTest : public ::testing::TestWithParam<size_t> {};
 TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
   size_t size = GetParam();
   int cpus[2];
-  if (!TwoCpus(&cpus[0], &cpus[1])) GTEST_SKIP() << "needs two CPUs";
+  if (AllowedCpus(cpus, 2) < 2) GTEST_SKIP() << "needs two CPUs";
   std::vector<void*> blocks[2];
   for (auto& b : blocks) b.reserve(kBlocksPerThread);
   // Blocks the test framework freed on this thread sit in the caches and
@@ -102,7 +82,7 @@ TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
   malloc_trim(0);
   std::atomic<int> turn{0};  // whose allocation is next: turn % 2
   auto run = [&](int me) {
-    PinTo(cpus[me]);
+    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
     for (int i = 0; i < kBlocksPerThread; ++i) {
       while (turn.load(std::memory_order_acquire) % 2 != me) sched_yield();
       void* p = malloc(size);
@@ -151,7 +131,7 @@ TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
   // legitimately mix, and would reach the next size's run through the
   // caches if two sizes shared a class.
   auto free_mine = [&](int me) {
-    PinTo(cpus[me]);
+    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
     for (void* p : blocks[me]) free(p);
   };
   OnTwoThreads(free_mine);

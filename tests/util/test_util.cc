@@ -1,6 +1,7 @@
 #include "tests/util/test_util.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
@@ -131,6 +132,23 @@ size_t CurrentRssBytes() {
   unsigned long long resident = std::strtoull(end, nullptr, 10);
   return static_cast<size_t>(resident) *
          static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+int AllowedCpus(int* out, int max) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
+  int n = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE && n < max; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) out[n++] = cpu;
+  }
+  return n;
+}
+
+bool PinCallingThreadTo(int cpu) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpu, &one);
+  return sched_setaffinity(0, sizeof one, &one) == 0;
 }
 
 void* MapSharedBytes(size_t bytes) {

@@ -74,6 +74,14 @@ class Rng {
 // Resident set size of this process, from /proc/self/statm.
 size_t CurrentRssBytes();
 
+// The CPUs the calling thread may run on, lowest first: stores at most
+// `max` of them in out[] and returns how many (0 when the kernel would not
+// say). Never allocates.
+int AllowedCpus(int* out, int max);
+// Restricts the calling thread to `cpu` (the kernel moves it there before
+// returning); false when refused.
+bool PinCallingThreadTo(int cpu);
+
 // A T in a MAP_SHARED anonymous mapping, value-initialised: the scenario
 // process a test forks writes it, the test reads it after the fork (a
 // fork's copy-on-write memory would not show the child's writes). nullptr
