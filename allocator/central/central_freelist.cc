@@ -89,7 +89,7 @@ bool CentralFreeList::AdoptAnotherHome(int home) {
 int CentralFreeList::RemoveRange(void** out, int n) {
   int home = kNoHome;
   if (uses_homes_) {
-    int cpu = sched_getcpu();  // glibc reads the rseq area; no system call
+    int cpu = sched_getcpu();  // glibc's rseq area, else the vDSO: no system call
     home = cpu < 0 ? 0 : cpu % kHomes;
   }
   return RemoveRangeFor(home, out, n);
