@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstring>
 
+#include "allocator/base/clock.h"
 #include "allocator/pages/arena.h"
 #include "allocator/central/central_freelist.h"
 #include "allocator/pages/page_heap.h"
@@ -27,16 +28,45 @@ constinit TransferCache g_transfer[kNumClasses];
   if (g_initialized.load(std::memory_order_relaxed)) return;
   size_t total_slots = 0;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
-    total_slots += static_cast<size_t>(TransferCache::CapacityFor(cls));
+    total_slots += static_cast<size_t>(TransferCache::GrownCapacityFor(cls));
   }
-  void** slots = static_cast<void**>(ArenaAlloc(total_slots * sizeof(void*)));
+  // Mapped apart from the arena: reserved for grown caches, touched only as
+  // used, and partly given back when they shrink.
+  size_t slot_bytes = (total_slots * sizeof(void*) + kPageSize - 1) & ~(kPageSize - 1);
+  void** slots = static_cast<void**>(SystemMapMetadata(slot_bytes));
   if (slots == nullptr) Crash("cannot map memory for the transfer caches");
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     g_central[cls].Init(cls, &g_page_heap);
     g_transfer[cls].Init(cls, &g_central[cls], slots);
-    slots += TransferCache::CapacityFor(cls);
+    slots += TransferCache::GrownCapacityFor(cls);
   }
   g_initialized.store(true, std::memory_order_release);
+}
+
+// When the next idle-return pass is due (0: the first interval has not
+// started).
+constinit std::atomic<uint64_t> g_next_idle_return_ns{0};
+// A pass asked for this much before it is due runs anyway: the maintenance
+// thread's passes are a period apart on the precise clock, which the coarse
+// one trails by up to a tick.
+constexpr uint64_t kIdleReturnSlackNs = 20'000'000;
+// Whether RemoveBatch / InsertBatch run the passes: only while no
+// maintenance thread does (a pass can move many objects; a program's call
+// should not pay for that when a thread of ours can).
+constinit std::atomic<bool> g_idle_return_in_calls{true};
+
+uint64_t ReturnIdleTransferObjectsIfDue() {
+  uint64_t now = CoarseMonotonicNs();
+  uint64_t next = g_next_idle_return_ns.load(std::memory_order_relaxed);
+  if (now + kIdleReturnSlackNs < next) return 0;
+  if (!g_next_idle_return_ns.compare_exchange_strong(next, now + kIdleReturnPeriodNs,
+                                                     std::memory_order_relaxed)) {
+    return 0;  // another thread runs this pass
+  }
+  if (next == 0) return 0;  // the first interval starts now
+  uint64_t moved = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) moved += g_transfer[cls].ReturnIdle();
+  return moved;
 }
 
 bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
@@ -64,6 +94,7 @@ void InitCentralHeap() {
 int RemoveBatch(uint32_t cls, void** out, int n) {
   InitCentralHeap();
   if (!ValidClass(cls) || n <= 0) return 0;
+  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
   return g_transfer[cls].RemoveRange(out, n);
 }
 
@@ -71,6 +102,7 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
   InitCentralHeap();
   if (!ValidClass(cls)) Crash("InsertBatch: invalid size class");
   if (n <= 0) return;
+  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
   g_transfer[cls].InsertRange(items, n);
 }
 
@@ -144,7 +176,10 @@ void UseHugePages(bool on) { SystemUseHugePages(on); }
 uint64_t ReleaseExpiredPages(uint64_t* released) { return g_page_heap.ReleaseExpired(released); }
 uint64_t NextPageReleaseDeadline() { return g_page_heap.next_release_deadline(); }
 uint64_t PagesWaitingForReleaseBytes() { return g_page_heap.waiting_bytes(); }
-void SetBackgroundPageRelease(bool on) { g_page_heap.SetBackgroundSweeps(on); }
+void SetBackgroundPageRelease(bool on) {
+  g_page_heap.SetBackgroundSweeps(on);
+  g_idle_return_in_calls.store(!on, std::memory_order_relaxed);
+}
 void SetPageReleaseDeadlineHook(void (*hook)()) { g_page_heap.SetDeadlineHook(hook); }
 
 uint64_t TransferCacheObjects() {
@@ -160,9 +195,7 @@ uint64_t TransferCacheObjects() {
 
 uint64_t ReturnIdleTransferObjects() {
   InitCentralHeap();
-  uint64_t moved = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) moved += g_transfer[cls].ReturnIdle();
-  return moved;
+  return ReturnIdleTransferObjectsIfDue();
 }
 
 void GetCentralStats(CentralStats* out) {

@@ -118,7 +118,8 @@ void UseHugePages(bool on);
 // For the maintenance thread: sweeps what is due and returns the next
 // deadline (UINT64_MAX when nothing waits), adding the bytes released to
 // *released; the lock-free deadline and the bytes waiting for it; whether
-// New / Delete should leave on-time sweeps to that thread.
+// New / Delete should leave on-time sweeps, and RemoveBatch / InsertBatch
+// the transfer caches' idle returns, to that thread.
 uint64_t ReleaseExpiredPages(uint64_t* released);
 uint64_t NextPageReleaseDeadline();
 uint64_t PagesWaitingForReleaseBytes();
@@ -130,8 +131,14 @@ uint64_t TransferCacheObjects();
 
 // Hands objects no CPU asked for back to the central free lists: each
 // transfer cache gives up what it held all through the last interval (its
-// low-water mark), so an idle cache empties in two passes. Returns the
-// objects moved.
+// low-water mark), so an idle cache empties in two passes, and a grown one
+// that was not needed halves. Returns the objects moved. Passes run at most
+// once per kIdleReturnPeriodNs whoever asks: the maintenance thread each
+// pass, or, while there is no such thread (single-threaded processes,
+// RSEQMALLOC_BACKGROUND_THREAD=0, a fork child), RemoveBatch / InsertBatch
+// themselves (a coarse clock read per batch), so such a process gets them
+// too while it allocates.
+inline constexpr uint64_t kIdleReturnPeriodNs = 1'000'000'000;
 uint64_t ReturnIdleTransferObjects();
 
 

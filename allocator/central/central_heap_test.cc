@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "allocator/base/size_classes.h"
+#include "allocator/central/transfer_cache.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -407,6 +408,36 @@ TEST(CentralHeap, ForkWhileBusy) {
   busy.join();
   SetPageHeapReleaseDelay(old_delay);
   CheckedStats();
+}
+
+// A transfer cache that grew for round trips and then sat idle gives its
+// objects back while the program keeps allocating other classes, with no
+// maintenance thread (this binary has none): passes run from the batch
+// calls themselves, about once a second.
+TEST(CentralHeap, IdleTransferObjectsGoBackWhileTheProgramAllocates) {
+  uint32_t cls = SizeToClass(16);
+  int n = 3 * ClassToBatch(cls) * kTransferCacheBatches;
+  std::vector<void*> objs(static_cast<size_t>(n));
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_EQ(RemoveBatch(cls, objs.data(), n), n);
+    InsertBatch(cls, objs.data(), n);
+  }
+  CentralStats s = CheckedStats();
+  ASSERT_EQ(s.per_class[cls].transfer_objects, static_cast<uint64_t>(n));  // it grew
+
+  uint32_t other = SizeToClass(64);
+  void* one[1];
+  bool emptied = false;
+  for (int ms = 0; ms < 10'000 && !emptied; ++ms) {
+    ASSERT_EQ(RemoveBatch(other, one, 1), 1);
+    InsertBatch(other, one, 1);
+    usleep(1000);
+    GetCentralStats(&s);
+    emptied = s.per_class[cls].transfer_objects == 0;
+  }
+  EXPECT_TRUE(emptied);
+  s = CheckedStats();
+  EXPECT_EQ(s.per_class[cls].spans, 0u);
 }
 
 }  // namespace

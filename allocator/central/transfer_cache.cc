@@ -1,24 +1,42 @@
 #include "allocator/central/transfer_cache.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "allocator/base/size_classes.h"
+#include "allocator/pages/system.h"
 
 namespace rseqmalloc::internal {
 
-int TransferCache::CapacityFor(uint32_t cls) {
+namespace {
+
+int Capacity(uint32_t cls, size_t batches, size_t max_bytes) {
   size_t batch = static_cast<size_t>(ClassToBatch(cls));
-  size_t by_bytes = kTransferCacheMaxBytes / ClassToSize(cls);
-  size_t cap = batch * kTransferCacheBatches;
+  size_t by_bytes = max_bytes / ClassToSize(cls);
+  size_t cap = batch * batches;
   if (cap > by_bytes) cap = by_bytes;
   if (cap < 2 * batch) cap = 2 * batch;
   return static_cast<int>(cap);
 }
 
+}  // namespace
+
+int TransferCache::CapacityFor(uint32_t cls) {
+  return Capacity(cls, kTransferCacheBatches, kTransferCacheMaxBytes);
+}
+
+int TransferCache::GrownCapacityFor(uint32_t cls) {
+  if (ClassToSize(cls) > kTransferCacheGrowMaxObjectBytes) return CapacityFor(cls);
+  return Capacity(cls, kTransferCacheGrownBatches, kTransferCacheGrownBytes);
+}
+
 void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots) {
   central_ = central;
   slots_ = slots;
-  capacity_ = CapacityFor(cls);
+  base_capacity_ = CapacityFor(cls);
+  grown_capacity_ = GrownCapacityFor(cls);
+  capacity_ = base_capacity_;
 }
 
 int TransferCache::RemoveRange(void** out, int n) {
@@ -29,6 +47,14 @@ int TransferCache::RemoveRange(void** out, int n) {
   if (count_ < low_water_) low_water_ = count_;
   memcpy(out, slots_ + count_, sizeof(void*) * static_cast<size_t>(take));
   outstanding_ += take;
+  if (take < n && overflowed_ && capacity_ < grown_capacity_) {
+    // Objects went down to the spans and now come back up: a round trip a
+    // larger cache would have saved.
+    capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
+    overflowed_ = false;
+    grew_ = true;
+    ++grows_;
+  }
   lock_.Unlock();
   if (take == n) return take;
   int more = central_->RemoveRange(out + take, n - take);
@@ -43,24 +69,37 @@ int TransferCache::RemoveRange(void** out, int n) {
 void TransferCache::InsertRange(void* const* items, int n) {
   if (n <= 0) return;
   lock_.Lock();
-  int room = capacity_ - count_;
+  int room = capacity_ > count_ ? capacity_ - count_ : 0;
   int put = n < room ? n : room;
   memcpy(slots_ + count_, items, sizeof(void*) * static_cast<size_t>(put));
   count_ += put;
   outstanding_ -= n;
+  if (put < n) overflowed_ = true;
   lock_.Unlock();
   if (put < n) central_->InsertRange(items + put, n - put);
 }
 
-void TransferCache::Drain() { Give(INT32_MAX); }
+void TransferCache::Drain() {
+  Give(INT32_MAX);
+  SpinLockHolder h(&lock_);
+  ShrinkLocked(base_capacity_);
+}
 
 int TransferCache::ReturnIdle() {
   lock_.Lock();
   int idle = low_water_;
   low_water_ = count_;
+  bool grew = grew_;
+  grew_ = false;
   lock_.Unlock();
   if (idle == 0) return 0;
-  return Give(idle);
+  int given = Give(idle);
+  if (!grew) {
+    // Idle objects all interval and no round trip: half the room will do.
+    SpinLockHolder h(&lock_);
+    ShrinkLocked(capacity_ / 2);
+  }
+  return given;
 }
 
 // Sends up to n cached objects (the oldest stay: the top of the stack is
@@ -85,6 +124,23 @@ int TransferCache::Give(int n) {
   return given;
 }
 
+// Lowers the capacity toward `capacity` (never below the base or what is
+// cached) and gives back the whole slot pages above it. Caller holds the
+// lock: no other thread writes a slot at or above count_ until it is dropped.
+void TransferCache::ShrinkLocked(int capacity) {
+  if (capacity < base_capacity_) capacity = base_capacity_;
+  if (capacity < count_) capacity = count_;
+  if (capacity >= capacity_) return;
+  capacity_ = capacity;
+  overflowed_ = false;
+  uintptr_t begin = reinterpret_cast<uintptr_t>(slots_ + capacity_);
+  uintptr_t end = reinterpret_cast<uintptr_t>(slots_ + grown_capacity_);
+  uintptr_t page = static_cast<uintptr_t>(getpagesize());
+  begin = (begin + page - 1) & ~(page - 1);
+  end &= ~(page - 1);
+  if (begin < end) SystemReleaseMetadata(reinterpret_cast<void*>(begin), end - begin);
+}
+
 void TransferCache::GetStats(TransferCacheStats* out) {
   SpinLockHolder h(&lock_);
   GetStatsLocked(out);
@@ -93,6 +149,7 @@ void TransferCache::GetStats(TransferCacheStats* out) {
 void TransferCache::GetStatsLocked(TransferCacheStats* out) const {
   out->objects = static_cast<uint64_t>(count_);
   out->capacity = static_cast<uint64_t>(capacity_);
+  out->grows = grows_;
   out->outstanding = outstanding_;
   out->lock_contended = lock_.contended();
 }

@@ -6,11 +6,24 @@
 // most kTransferCacheMaxBytes (1 MiB) of objects, and never less than two
 // batches. So small classes cache up to 16384 objects (a program that frees
 // ten thousand 64-byte objects on one CPU and allocates them on another
-// moves them without touching a span), and big classes a few objects; all
-// 96 caches together hold at most about 93 MiB (193,926 slots, 1.5 MiB of
-// slot arrays, touched only as used). Memory they hold and no CPU asks for
-// goes back to the central free lists over time (ReturnIdle, from the
-// maintenance pass), and ReleaseFreeMemory drains them.
+// moves them without touching a span), and big classes a few objects.
+//
+// A class of objects up to kTransferCacheGrowMaxObjectBytes (1 KiB) whose
+// objects make round trips through the span lists grows its cache: when,
+// since the last growth, frees overflowed into the central list and a
+// refill then had to take from it, the capacity doubles, up to
+// kTransferCacheGrownBatches (8192) batches or kTransferCacheGrownBytes
+// (4 MiB) of objects. (Bigger objects cost little per byte on the span
+// lists, and a cache of them would keep whole spans from the page heap.) A program that frees a hundred thousand small blocks
+// and allocates as many again (SmartHeap's sh6bench and sh8bench do) then
+// moves them in batches instead of threading each through its span's free
+// list and reading it back out, a cache miss per object (docs/design.md,
+// "The transfer cache grows for round trips"). Memory they hold and no CPU
+// asks for goes back to the central free lists over time (ReturnIdle, from
+// the maintenance pass), which also halves a grown capacity that was not
+// needed and gives back the slot pages above it; ReleaseFreeMemory drains
+// them. Slot arrays are reserved for the grown capacity (7.8 MiB of
+// address space for all classes) and touched only as used.
 //
 // RemoveRange serves from the cache first and tops up from the central free
 // list; InsertRange fills the cache and sends the overflow to the central
@@ -28,10 +41,14 @@ namespace rseqmalloc::internal {
 
 inline constexpr int kTransferCacheBatches = 512;
 inline constexpr size_t kTransferCacheMaxBytes = size_t{1} << 20;
+inline constexpr int kTransferCacheGrownBatches = 8192;
+inline constexpr size_t kTransferCacheGrownBytes = size_t{4} << 20;
+inline constexpr size_t kTransferCacheGrowMaxObjectBytes = 1024;
 
 struct TransferCacheStats {
   uint64_t objects;     // cached now
-  uint64_t capacity;    // objects it may hold
+  uint64_t capacity;    // objects it may hold now
+  uint64_t grows;       // times the capacity doubled, since the start
   int64_t outstanding;  // handed out by RemoveRange and not yet given back
   uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
 };
@@ -42,20 +59,23 @@ class alignas(64) TransferCache {
   TransferCache(const TransferCache&) = delete;
   TransferCache& operator=(const TransferCache&) = delete;
 
-  // Objects the cache of class cls can hold.
+  // Objects the cache of class cls holds at first, and at most once grown.
   static int CapacityFor(uint32_t cls);
+  static int GrownCapacityFor(uint32_t cls);
 
-  // slots must hold CapacityFor(cls) pointers and outlive the cache.
+  // slots must hold GrownCapacityFor(cls) pointers and outlive the cache.
   void Init(uint32_t cls, CentralFreeList* central, void** slots);
 
   int RemoveRange(void** out, int n);
   void InsertRange(void* const* items, int n);
 
-  // Sends every cached object to the central free list.
+  // Sends every cached object to the central free list; the capacity goes
+  // back to CapacityFor.
   void Drain();
   // Sends the objects that stayed cached all through the interval since
-  // the last call (the low-water mark) to the central free list, and starts
-  // a new interval. Returns how many.
+  // the last call (the low-water mark) to the central free list, halves a
+  // grown capacity that did not grow in the interval, and starts a new
+  // interval. Returns how many objects it sent.
   int ReturnIdle();
 
   void GetStats(TransferCacheStats* out);
@@ -66,12 +86,18 @@ class alignas(64) TransferCache {
 
  private:
   int Give(int n);
+  void ShrinkLocked(int capacity);
 
   SpinLock lock_;
   void** slots_ = nullptr;
   int count_ = 0;
   int capacity_ = 0;
-  int low_water_ = 0;  // fewest objects cached since the last Plunder
+  int base_capacity_ = 0;
+  int grown_capacity_ = 0;
+  bool overflowed_ = false;  // frees went to the central list since the last growth
+  bool grew_ = false;        // the capacity grew in this interval
+  uint64_t grows_ = 0;
+  int low_water_ = 0;  // fewest objects cached since the last ReturnIdle
   int64_t outstanding_ = 0;
   CentralFreeList* central_ = nullptr;
 };

@@ -27,8 +27,21 @@ TEST(TransferCache, CapacityIsBoundedInBatchesAndBytes) {
   }
 }
 
+TEST(TransferCache, GrownCapacityIsBoundedInBatchesAndBytes) {
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    size_t cap = static_cast<size_t>(TransferCache::GrownCapacityFor(cls));
+    size_t batch = static_cast<size_t>(ClassToBatch(cls));
+    EXPECT_GE(cap, static_cast<size_t>(TransferCache::CapacityFor(cls))) << cls;
+    EXPECT_LE(cap, kTransferCacheGrownBatches * batch) << cls;
+    EXPECT_LE(cap * ClassToSize(cls),
+              std::max(kTransferCacheGrownBytes, 2 * batch * ClassToSize(cls)))
+        << cls;
+  }
+}
+
 struct Fixture {
-  explicit Fixture(uint32_t cls) : slots(static_cast<size_t>(TransferCache::CapacityFor(cls))) {
+  explicit Fixture(uint32_t cls)
+      : slots(static_cast<size_t>(TransferCache::GrownCapacityFor(cls))) {
     central.Init(cls, &g_heap);
     cache.Init(cls, &central, slots.data());
   }
@@ -89,6 +102,90 @@ TEST(TransferCache, OverflowGoesToTheCentralListAndRefillsFromIt) {
   f.cache.Drain();
   f.cache.GetStats(&t);
   EXPECT_EQ(t.objects, 0u);
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, 0u);
+  EXPECT_EQ(c.spans, 0u);
+}
+
+TransferCacheStats StatsOf(TransferCache& cache) {
+  TransferCacheStats t;
+  cache.GetStats(&t);
+  return t;
+}
+
+uint64_t CentralOut(CentralFreeList& central) {
+  CentralFreeListStats c;
+  central.GetStats(&c);
+  return c.out_objects;
+}
+
+// Frees that overflow into the spans, then a refill that has to read them
+// back out: the capacity doubles, and the next round trip of the same size
+// stays in the cache.
+TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
+  uint32_t cls = SizeToClass(16);
+  static Fixture f(cls);
+  int cap = TransferCache::CapacityFor(cls);
+  ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls));
+  int n = 2 * cap;
+  std::vector<void*> objs(n);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
+  EXPECT_EQ(StatsOf(f.cache).grows, 0u);  // nothing overflowed yet
+  f.cache.InsertRange(objs.data(), n);
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(cap));
+  EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(cap));  // the rest went back
+
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(2 * cap));
+  EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  f.cache.InsertRange(objs.data(), n);
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n));
+  EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(n));  // none went down
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
+  EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(n));
+  EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), static_cast<size_t>(n));
+
+  // Idle for a whole interval: the objects go back and the capacity halves.
+  f.cache.InsertRange(objs.data(), n);
+  f.cache.ReturnIdle();  // ends the interval in which it grew
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(2 * cap));
+  EXPECT_EQ(f.cache.ReturnIdle(), n);
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
+  EXPECT_EQ(StatsOf(f.cache).objects, 0u);
+  CentralFreeListStats c;
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, 0u);
+  EXPECT_EQ(c.spans, 0u);
+}
+
+// Frees that overflow without refills from the spans (one CPU frees more
+// than any allocates) are not a round trip: no growth. Drain resets growth.
+TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
+  uint32_t cls = SizeToClass(32);
+  static Fixture f(cls);
+  int cap = TransferCache::CapacityFor(cls);
+  int n = 3 * cap;
+  std::vector<void*> objs(n);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
+  f.cache.InsertRange(objs.data(), n);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), cap), cap);  // all from the cache
+  f.cache.InsertRange(objs.data(), cap);
+  EXPECT_EQ(StatsOf(f.cache).grows, 0u);
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
+
+  // Grow to the limit, then drain: back to the first capacity, nothing lost.
+  int grown = TransferCache::GrownCapacityFor(cls);
+  std::vector<void*> many(grown);
+  for (int i = 0; i < 10 && StatsOf(f.cache).capacity < static_cast<uint64_t>(grown); ++i) {
+    ASSERT_EQ(f.cache.RemoveRange(many.data(), grown), grown);
+    f.cache.InsertRange(many.data(), grown);
+  }
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(grown));
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(grown));
+  f.cache.Drain();
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
+  CentralFreeListStats c;
   f.central.GetStats(&c);
   EXPECT_EQ(c.out_objects, 0u);
   EXPECT_EQ(c.spans, 0u);

@@ -125,6 +125,10 @@ bool SystemRelease(void* p, size_t bytes) {
   return true;
 }
 
+void SystemReleaseMetadata(void* p, size_t bytes) {
+  if (bytes != 0) madvise(p, bytes, MADV_DONTNEED);
+}
+
 void* SystemMapMetadata(size_t bytes) {
   void* p = mmap(nullptr, bytes, kProt, kFlags, -1, 0);
   if (p == MAP_FAILED) return nullptr;

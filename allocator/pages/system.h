@@ -57,6 +57,10 @@ bool SystemRelease(void* p, size_t bytes);
 // zeroed, untouched until used. nullptr on failure.
 void* SystemMapMetadata(size_t bytes);
 void SystemUnmapMetadata(void* p, size_t bytes);
+// Gives back the pages of [p, p + bytes) inside such a mapping (they read as
+// zero afterwards); both multiples of the OS page size. Not counted as heap
+// memory released.
+void SystemReleaseMetadata(void* p, size_t bytes);
 
 // Lock-free reads: consistent with each other only while the system lock is
 // held (SystemLockForFork) or no other thread allocates.
