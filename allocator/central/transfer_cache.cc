@@ -20,6 +20,16 @@ int Capacity(uint32_t cls, size_t batches, size_t max_bytes) {
   return static_cast<int>(cap);
 }
 
+// Batches are in pop order (element 0 is handed out first: the most
+// recently freed) and the stack's top is its last slot, so a batch goes in
+// and comes out reversed: objects leave in the reverse of the order they
+// came in, as from one stack, and objects freed together (neighbours in
+// memory, if they were allocated together) are allocated together again
+// (docs/design.md, "Batches keep their order").
+void CopyReversed(void** to, void* const* from, int n) {
+  for (int i = 0; i < n; ++i) to[i] = from[n - 1 - i];
+}
+
 }  // namespace
 
 int TransferCache::CapacityFor(uint32_t cls) {
@@ -45,7 +55,7 @@ int TransferCache::RemoveRange(void** out, int n) {
   int take = n < count_ ? n : count_;
   count_ -= take;
   if (count_ < low_water_) low_water_ = count_;
-  memcpy(out, slots_ + count_, sizeof(void*) * static_cast<size_t>(take));
+  CopyReversed(out, slots_ + count_, take);  // out[0]: the top
   outstanding_ += take;
   if (take < n && overflowed_ && capacity_ < grown_capacity_) {
     // Objects went down to the spans and now come back up: a round trip a
@@ -71,7 +81,7 @@ void TransferCache::InsertRange(void* const* items, int n) {
   lock_.Lock();
   int room = capacity_ > count_ ? capacity_ - count_ : 0;
   int put = n < room ? n : room;
-  memcpy(slots_ + count_, items, sizeof(void*) * static_cast<size_t>(put));
+  CopyReversed(slots_ + count_, items, put);  // items[0] ends on top
   count_ += put;
   outstanding_ -= n;
   if (put < n) overflowed_ = true;

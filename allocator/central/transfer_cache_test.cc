@@ -107,6 +107,25 @@ TEST(TransferCache, OverflowGoesToTheCentralListAndRefillsFromIt) {
   EXPECT_EQ(c.spans, 0u);
 }
 
+// Batches are in pop order (element 0 first); the cache is one stack: the
+// last batch in is the first out, each in the order it came.
+TEST(TransferCache, BatchesComeBackInStackOrder) {
+  static Fixture f(SizeToClass(64));
+  void* a[4];
+  ASSERT_EQ(f.cache.RemoveRange(a, 4), 4);
+  f.cache.InsertRange(a, 2);      // a0 a1
+  f.cache.InsertRange(a + 2, 2);  // a2 a3, on top
+  void* out[4];
+  ASSERT_EQ(f.cache.RemoveRange(out, 3), 3);
+  EXPECT_EQ(out[0], a[2]);
+  EXPECT_EQ(out[1], a[3]);
+  EXPECT_EQ(out[2], a[0]);
+  ASSERT_EQ(f.cache.RemoveRange(out + 3, 1), 1);
+  EXPECT_EQ(out[3], a[1]);
+  f.cache.InsertRange(out, 4);
+  f.cache.Drain();
+}
+
 TransferCacheStats StatsOf(TransferCache& cache) {
   TransferCacheStats t;
   cache.GetStats(&t);

@@ -362,10 +362,17 @@ void* CpuCache::Refill(uint32_t cls) {
   // which a call about to return ENOMEM can afford.
   if (n == 0 && DrainAll()) n = backend_->RemoveBatch(cls, batch, static_cast<int>(fetch));
   if (n == 0) return nullptr;
+  // batch[0] is handed out now and batch[1] must be the next pop (batches
+  // are in pop order: transfer_cache.cc); the slab takes items bottom
+  // first, so the rest goes in reversed. Pushing it as it came moved one
+  // object of every batch away from its neighbours, cycle after cycle
+  // (docs/design.md, "Batches keep their order").
+  void* rest[kMaxMove];
+  int k = n - 1;
+  for (int i = 0; i < k; ++i) rest[i] = batch[n - 1 - i];
   int ran_on;
-  int pushed = n > 1 ? slab_->PushBatch(cls, batch + 1, static_cast<unsigned>(n - 1), &ran_on)
-                     : 0;
-  if (1 + pushed < n) backend_->ReturnBatch(cls, batch + 1 + pushed, n - 1 - pushed);
+  int pushed = k > 0 ? slab_->PushBatch(cls, rest, static_cast<unsigned>(k), &ran_on) : 0;
+  if (pushed < k) backend_->ReturnBatch(cls, rest + pushed, k - pushed);
   MaybeDrainIdle();
   return batch[0];
 }

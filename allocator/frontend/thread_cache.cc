@@ -111,7 +111,9 @@ void* ThreadCache::Refill(uint32_t cls) {
   void* objects[kMaxBatch];
   int got = RemoveBatch(cls, objects, static_cast<int>(batch));
   if (got == 0) return nullptr;
-  for (int i = 1; i < got; ++i) PushInside(cls, objects[i]);  // the list is empty: all fit
+  // objects[1] must be the next pop (batches are in pop order, as in
+  // CpuCache::Refill). The list is empty: all fit.
+  for (int i = got - 1; i >= 1; --i) PushInside(cls, objects[i]);
   ScavengeIfOverBudget();
   return objects[0];
 }
