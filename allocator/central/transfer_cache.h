@@ -12,8 +12,8 @@
 // objects make round trips through the span lists grows its cache: when,
 // since the last growth, frees overflowed into the central list and a
 // refill then had to take from it, the capacity doubles, up to
-// kTransferCacheGrownBatches (8192) batches or kTransferCacheGrownBytes
-// (4 MiB) of objects. (Bigger objects cost little per byte on the span
+// kTransferCacheGrownBatches (32768) batches or kTransferCacheGrownBytes
+// (16 MiB) of objects. (Bigger objects cost little per byte on the span
 // lists, and a cache of them would keep whole spans from the page heap.) A program that frees a hundred thousand small blocks
 // and allocates as many again (SmartHeap's sh6bench and sh8bench do) then
 // moves them in batches instead of threading each through its span's free
@@ -22,7 +22,7 @@
 // asks for goes back to the central free lists over time (ReturnIdle, from
 // the maintenance pass), which also halves a grown capacity that was not
 // needed and gives back the slot pages above it; ReleaseFreeMemory drains
-// them. Slot arrays are reserved for the grown capacity (7.8 MiB of
+// them. Slot arrays are reserved for the grown capacity (31 MiB of
 // address space for all classes) and touched only as used.
 //
 // RemoveRange serves from the cache first and tops up from the central free
@@ -41,8 +41,8 @@ namespace rseqmalloc::internal {
 
 inline constexpr int kTransferCacheBatches = 512;
 inline constexpr size_t kTransferCacheMaxBytes = size_t{1} << 20;
-inline constexpr int kTransferCacheGrownBatches = 8192;
-inline constexpr size_t kTransferCacheGrownBytes = size_t{4} << 20;
+inline constexpr int kTransferCacheGrownBatches = 32768;
+inline constexpr size_t kTransferCacheGrownBytes = size_t{16} << 20;
 inline constexpr size_t kTransferCacheGrowMaxObjectBytes = 1024;
 
 struct TransferCacheStats {
