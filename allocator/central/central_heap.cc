@@ -23,6 +23,8 @@ constinit PageHeap g_page_heap;
 constinit CentralFreeList g_central[kNumClasses];
 constinit TransferCache g_transfer[kNumClasses];
 
+size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
+
 [[gnu::noinline, gnu::cold]] void InitSlow() {
   SpinLockHolder h(&g_init_lock);
   if (g_initialized.load(std::memory_order_relaxed)) return;
@@ -32,8 +34,8 @@ constinit TransferCache g_transfer[kNumClasses];
   }
   // Mapped apart from the arena: reserved for grown caches, touched only as
   // used, and partly given back when they shrink.
-  size_t slot_bytes = (total_slots * sizeof(void*) + kPageSize - 1) & ~(kPageSize - 1);
-  void** slots = static_cast<void**>(SystemMapMetadata(slot_bytes));
+  void** slots = static_cast<void**>(SystemMapMetadata(PagesFor(total_slots * sizeof(void*))
+                                                       << kPageShift));
   if (slots == nullptr) Crash("cannot map memory for the transfer caches");
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     g_central[cls].Init(cls, &g_page_heap);
@@ -70,8 +72,6 @@ uint64_t ReturnIdleTransferObjectsIfDue() {
 }
 
 bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
-
-size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
 
 // The span of the in-use large block that starts at p; crashes naming p
 // otherwise (anything else would corrupt the heap).

@@ -1,7 +1,5 @@
 #include "allocator/central/transfer_cache.h"
 
-#include <unistd.h>
-
 #include <cstring>
 
 #include "allocator/base/size_classes.h"
@@ -143,12 +141,8 @@ void TransferCache::ShrinkLocked(int capacity) {
   if (capacity >= capacity_) return;
   capacity_ = capacity;
   overflowed_ = false;
-  uintptr_t begin = reinterpret_cast<uintptr_t>(slots_ + capacity_);
-  uintptr_t end = reinterpret_cast<uintptr_t>(slots_ + grown_capacity_);
-  uintptr_t page = static_cast<uintptr_t>(getpagesize());
-  begin = (begin + page - 1) & ~(page - 1);
-  end &= ~(page - 1);
-  if (begin < end) SystemReleaseMetadata(reinterpret_cast<void*>(begin), end - begin);
+  SystemReleaseMetadata(slots_ + capacity_,
+                        sizeof(void*) * static_cast<size_t>(grown_capacity_ - capacity_));
 }
 
 void TransferCache::GetStats(TransferCacheStats* out) {

@@ -126,7 +126,10 @@ bool SystemRelease(void* p, size_t bytes) {
 }
 
 void SystemReleaseMetadata(void* p, size_t bytes) {
-  if (bytes != 0) madvise(p, bytes, MADV_DONTNEED);
+  uintptr_t os_page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + os_page - 1) & ~(os_page - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(os_page - 1);
+  if (begin < end) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void* SystemMapMetadata(size_t bytes) {

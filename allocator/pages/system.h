@@ -57,9 +57,9 @@ bool SystemRelease(void* p, size_t bytes);
 // zeroed, untouched until used. nullptr on failure.
 void* SystemMapMetadata(size_t bytes);
 void SystemUnmapMetadata(void* p, size_t bytes);
-// Gives back the pages of [p, p + bytes) inside such a mapping (they read as
-// zero afterwards); both multiples of the OS page size. Not counted as heap
-// memory released.
+// Gives back the whole OS pages inside [p, p + bytes), part of such a
+// mapping (they read as zero afterwards; the partial pages at either end
+// stay). Not counted as heap memory released.
 void SystemReleaseMetadata(void* p, size_t bytes);
 
 // Lock-free reads: consistent with each other only while the system lock is
