@@ -146,7 +146,8 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
   if (small && PushThreadCache(cls, p)) return;
   if (InsideAllocator()) return FreeReentered(p, cls);
   ServeStatsRequestIfAny();
-  AttendMaintenanceIfAsked();
+  // No AttendMaintenanceIfAsked() here: glibc frees a dead thread's TLS
+  // while holding the lock pthread_create takes (maintenance.h).
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   if (small) {

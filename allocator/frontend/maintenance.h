@@ -15,9 +15,14 @@
 // release deadline; with neither it sleeps until the page heap gets a
 // deadline again (a free after an idle spell wakes it).
 //
-// When it starts: lazily, from the prologue of a slow path outside the
-// allocator (pthread_create allocates), once the page heap has pages
-// waiting for their delay and the process already has a second thread.
+// When it starts: lazily, from the prologue of an allocation's slow path
+// outside the allocator (pthread_create allocates), once the page heap has
+// pages waiting for their delay and the process already has a second
+// thread. Never from free(): an exiting thread's glibc frees a dead
+// thread's TLS while it holds the stack-cache lock that pthread_create
+// takes (nptl-stack.c), so a start there deadlocks that thread and every
+// later pthread_create (tests/lifecycle:maintenance_start_test). No glibc
+// path allocates under that lock.
 // A single-threaded process never gets one: a thread of ours would make
 // unshare(CLONE_NEWUSER) fail and every stdio call take locks; such a
 // process sweeps in its own allocator calls instead. Never with
@@ -42,8 +47,9 @@ void ConfigureMaintenance(bool allowed);
 // Non-zero while the thread may be needed and is not running.
 extern std::atomic<uint8_t> g_maintenance_attention;
 
-// Starts the thread if it is due. Call outside the allocator (depth 0),
-// holding no allocator lock: pthread_create calls malloc.
+// Starts the thread if it is due. Call from an allocation's slow path only
+// (never free: see above), outside the allocator (depth 0), holding no
+// allocator lock: pthread_create calls malloc.
 void AttendMaintenance();
 inline void AttendMaintenanceIfAsked() {
   if (__builtin_expect(g_maintenance_attention.load(std::memory_order_relaxed) != 0, 0)) {
