@@ -1,5 +1,7 @@
 #include "allocator/central/central_heap.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstring>
 
@@ -21,16 +23,51 @@ constinit SpinLock g_init_lock;
 constinit std::atomic<bool> g_initialized{false};
 constinit PageHeap g_page_heap;
 constinit CentralFreeList g_central[kNumClasses];
-constinit TransferCache g_transfer[kNumClasses];
+// One transfer cache per class and CPU shard (docs/design.md, "Transfer
+// caches per CPU shard"): CPUs that free and allocate in runs keep their
+// objects to themselves, and their refills take from the other shards'
+// caches before the central list.
+constexpr int kMaxTransferShards = 4;
+constinit int g_transfer_shards = 1;
+constinit TransferCache g_transfer[kMaxTransferShards][kNumClasses];
+
+int CountTransferShards() {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return 1;
+  int cpus = CPU_COUNT(&allowed);
+  return cpus < 1 ? 1 : cpus < kMaxTransferShards ? cpus : kMaxTransferShards;
+}
+
+int TransferShard() {
+  if (g_transfer_shards == 1) return 0;
+  int cpu = sched_getcpu();  // glibc's rseq area, else the vDSO: no system call
+  return cpu < 0 ? 0 : cpu % g_transfer_shards;
+}
+
+template <typename F>
+void ForEachTransferCache(F f) {
+  for (int s = 0; s < g_transfer_shards; ++s) {
+    for (uint32_t cls = 1; cls < kNumClasses; ++cls) f(g_transfer[s][cls]);
+  }
+}
+
+void LockTransferCaches() {
+  ForEachTransferCache([](TransferCache& t) { t.Lock(); });
+}
+void UnlockTransferCaches() {
+  ForEachTransferCache([](TransferCache& t) { t.Unlock(); });
+}
 
 size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
 
 [[gnu::noinline, gnu::cold]] void InitSlow() {
   SpinLockHolder h(&g_init_lock);
   if (g_initialized.load(std::memory_order_relaxed)) return;
+  g_transfer_shards = CountTransferShards();
   size_t total_slots = 0;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
-    total_slots += static_cast<size_t>(TransferCache::GrownCapacityFor(cls));
+    total_slots += static_cast<size_t>(TransferCache::GrownCapacityFor(cls, g_transfer_shards)) *
+                   static_cast<size_t>(g_transfer_shards);
   }
   // Mapped apart from the arena: reserved for grown caches, touched only as
   // used, and partly given back when they shrink.
@@ -39,8 +76,10 @@ size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) 
   if (slots == nullptr) Crash("cannot map memory for the transfer caches");
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     g_central[cls].Init(cls, &g_page_heap);
-    g_transfer[cls].Init(cls, &g_central[cls], slots);
-    slots += TransferCache::GrownCapacityFor(cls);
+    for (int s = 0; s < g_transfer_shards; ++s) {
+      g_transfer[s][cls].Init(cls, &g_central[cls], slots, g_transfer_shards);
+      slots += TransferCache::GrownCapacityFor(cls, g_transfer_shards);
+    }
   }
   g_initialized.store(true, std::memory_order_release);
 }
@@ -67,7 +106,7 @@ uint64_t ReturnIdleTransferObjectsIfDue() {
   }
   if (next == 0) return 0;  // the first interval starts now
   uint64_t moved = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) moved += g_transfer[cls].ReturnIdle();
+  ForEachTransferCache([&](TransferCache& t) { moved += static_cast<uint64_t>(t.ReturnIdle()); });
   return moved;
 }
 
@@ -95,7 +134,12 @@ int RemoveBatch(uint32_t cls, void** out, int n) {
   InitCentralHeap();
   if (!ValidClass(cls) || n <= 0) return 0;
   if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
-  return g_transfer[cls].RemoveRange(out, n);
+  int shard = TransferShard();
+  TransferCache* others[kMaxTransferShards - 1];
+  for (int i = 1; i < g_transfer_shards; ++i) {
+    others[i - 1] = &g_transfer[(shard + i) % g_transfer_shards][cls];
+  }
+  return g_transfer[shard][cls].RemoveRange(out, n, others, g_transfer_shards - 1);
 }
 
 void InsertBatch(uint32_t cls, void* const* items, int n) {
@@ -103,7 +147,7 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
   if (!ValidClass(cls)) Crash("InsertBatch: invalid size class");
   if (n <= 0) return;
   if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
-  g_transfer[cls].InsertRange(items, n);
+  g_transfer[TransferShard()][cls].InsertRange(items, n);
 }
 
 // calloc-sized blocks from this size up are zeroed by madvise, not memset.
@@ -162,7 +206,7 @@ size_t UsableSize(const void* p) {
 
 void ReleaseFreeMemory() {
   InitCentralHeap();
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Drain();
+  ForEachTransferCache([](TransferCache& t) { t.Drain(); });
   g_page_heap.ReleaseAll();
 }
 
@@ -185,11 +229,11 @@ void SetPageReleaseDeadlineHook(void (*hook)()) { g_page_heap.SetDeadlineHook(ho
 uint64_t TransferCacheObjects() {
   InitCentralHeap();
   uint64_t objects = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+  ForEachTransferCache([&](TransferCache& cache) {
     TransferCacheStats t;
-    g_transfer[cls].GetStats(&t);
+    cache.GetStats(&t);
     objects += t.objects;
-  }
+  });
   return objects;
 }
 
@@ -201,15 +245,21 @@ uint64_t ReturnIdleTransferObjects() {
 void GetCentralStats(CentralStats* out) {
   InitCentralHeap();
   memset(out, 0, sizeof(*out));
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  LockTransferCaches();
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
   g_page_heap.Lock();
 
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     CentralFreeListStats c;
-    TransferCacheStats t;
+    TransferCacheStats t{};
     g_central[cls].GetStatsLocked(&c);
-    g_transfer[cls].GetStatsLocked(&t);
+    for (int s = 0; s < g_transfer_shards; ++s) {
+      TransferCacheStats shard;
+      g_transfer[s][cls].GetStatsLocked(&shard);
+      t.objects += shard.objects;
+      t.outstanding += shard.outstanding;
+      t.lock_contended += shard.lock_contended;
+    }
     CentralClassStats& k = out->per_class[cls];
     size_t size = ClassToSize(cls);
     size_t span_bytes = ClassToPages(cls) * kPageSize;
@@ -237,7 +287,7 @@ void GetCentralStats(CentralStats* out) {
 
   g_page_heap.Unlock();
   for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
-  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+  UnlockTransferCaches();
 
   out->system_reserved_bytes = sys.reserved_bytes;
   out->system_unused_bytes = sys.reserved_bytes - sys.handed_out_bytes;
@@ -261,7 +311,7 @@ void GetCentralStats(CentralStats* out) {
 
 void LockAllForFork() {
   g_init_lock.Lock();
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_transfer[cls].Lock();
+  LockTransferCaches();
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) g_central[cls].Lock();
   g_page_heap.Lock();
   ArenaLockForFork();
@@ -274,7 +324,7 @@ void UnlockAllAfterFork(bool child) {
   ArenaUnlockAfterFork();
   g_page_heap.Unlock();
   for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_central[cls].Unlock();
-  for (uint32_t cls = kNumClasses - 1; cls >= 1; --cls) g_transfer[cls].Unlock();
+  UnlockTransferCaches();
   g_init_lock.Unlock();
 }
 

@@ -1,6 +1,7 @@
 #include "allocator/central/central_heap.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -103,6 +105,8 @@ int g_global_int;
 TEST(CentralHeap, ClassifyPointerTellsOursFromTheRest) {
   int on_stack = 0;
   void* from_libc = malloc(100);
+  ASSERT_NE(from_libc, nullptr);
+  memset(from_libc, 0, 100);  // GCC 12 warns of a const pointer to unwritten memory
   EXPECT_EQ(ClassifyPointer(nullptr), kNotOurs);
   EXPECT_EQ(ClassifyPointer(&on_stack), kNotOurs);
   EXPECT_EQ(ClassifyPointer(&g_global_int), kNotOurs);
@@ -414,7 +418,64 @@ TEST(CentralHeap, ForkWhileBusy) {
 // objects back while the program keeps allocating other classes, with no
 // maintenance thread (this binary has none): passes run from the batch
 // calls themselves, about once a second.
+// Runs the calling thread on `cpu` only; false when it may not.
+bool PinTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0 && sched_getcpu() == cpu;
+}
+
+// The first two CPUs this thread may run on, or fewer.
+std::vector<int> TwoAllowedCpus() {
+  cpu_set_t set;
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+class RestoreAffinity {
+ public:
+  RestoreAffinity() { sched_getaffinity(0, sizeof(saved_), &saved_); }
+  ~RestoreAffinity() { sched_setaffinity(0, sizeof(saved_), &saved_); }
+
+ private:
+  cpu_set_t saved_;
+};
+
+// Transfer caches are per CPU shard: objects one CPU freed serve another
+// CPU's refill before the central list (nothing strands in a shard).
+TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
+  std::vector<int> cpus = TwoAllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  RestoreAffinity restore;
+  ReleaseFreeMemory();  // every transfer cache empty
+  uint32_t cls = SizeToClass(208);
+  constexpr int kN = 64;
+  void* objs[kN];
+  ASSERT_TRUE(PinTo(cpus[0]));
+  ASSERT_EQ(RemoveBatch(cls, objs, kN), kN);
+  InsertBatch(cls, objs, kN);
+  CentralStats before = CheckedStats();
+  ASSERT_GE(before.per_class[cls].transfer_objects, static_cast<uint64_t>(kN));
+
+  ASSERT_TRUE(PinTo(cpus[1]));
+  void* again[kN];
+  ASSERT_EQ(RemoveBatch(cls, again, kN), kN);
+  CentralStats after = CheckedStats();
+  EXPECT_EQ(after.per_class[cls].central_free_objects, before.per_class[cls].central_free_objects);
+  EXPECT_EQ(after.per_class[cls].spans, before.per_class[cls].spans);
+  EXPECT_EQ(std::set<void*>(again, again + kN), std::set<void*>(objs, objs + kN));
+  InsertBatch(cls, again, kN);
+}
+
 TEST(CentralHeap, IdleTransferObjectsGoBackWhileTheProgramAllocates) {
+  // One CPU: the growth below is one shard's.
+  RestoreAffinity restore;
+  ASSERT_TRUE(PinTo(sched_getcpu()));
   uint32_t cls = SizeToClass(16);
   int n = 3 * ClassToBatch(cls) * kTransferCacheBatches;
   std::vector<void*> objs(static_cast<size_t>(n));

@@ -34,28 +34,53 @@ int TransferCache::CapacityFor(uint32_t cls) {
   return Capacity(cls, kTransferCacheBatches, kTransferCacheMaxBytes);
 }
 
-int TransferCache::GrownCapacityFor(uint32_t cls) {
+int TransferCache::GrownCapacityFor(uint32_t cls, int shards) {
   if (ClassToSize(cls) > kTransferCacheGrowMaxObjectBytes) return CapacityFor(cls);
-  return Capacity(cls, kTransferCacheGrownBatches, kTransferCacheGrownBytes);
+  size_t bytes = kTransferCacheGrownBytes / static_cast<size_t>(shards < 1 ? 1 : shards);
+  if (bytes < kTransferCacheShardGrownBytes) bytes = kTransferCacheShardGrownBytes;
+  if (bytes > kTransferCacheGrownBytes) bytes = kTransferCacheGrownBytes;
+  return Capacity(cls, kTransferCacheGrownBatches, bytes);
 }
 
-void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots) {
+void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, int shards) {
   central_ = central;
   slots_ = slots;
   base_capacity_ = CapacityFor(cls);
-  grown_capacity_ = GrownCapacityFor(cls);
+  grown_capacity_ = GrownCapacityFor(cls, shards);
   capacity_ = base_capacity_;
 }
 
-int TransferCache::RemoveRange(void** out, int n) {
-  if (n <= 0) return 0;
-  lock_.Lock();
+int TransferCache::TakeLocked(void** out, int n) {
   int take = n < count_ ? n : count_;
-  count_ -= take;
+  SetCount(count_ - take);
   if (count_ < low_water_) low_water_ = count_;
   CopyReversed(out, slots_ + count_, take);  // out[0]: the top
-  outstanding_ += take;
-  if (take < n && overflowed_ && capacity_ < grown_capacity_) {
+  return take;
+}
+
+int TransferCache::TakeCached(void** out, int n) {
+  // An empty neighbour costs a read, not a lock: a refill may look at
+  // every other shard of its class. A stale read only skips a cache.
+  if (__atomic_load_n(&count_, __ATOMIC_RELAXED) == 0) return 0;
+  SpinLockHolder h(&lock_);
+  return TakeLocked(out, n);
+}
+
+int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbours, int count) {
+  if (n <= 0) return 0;
+  lock_.Lock();
+  int got = TakeLocked(out, n);
+  outstanding_ += got;
+  lock_.Unlock();
+  if (got == n) return got;
+  int stolen = 0;
+  for (int i = 0; i < count && got + stolen < n; ++i) {
+    stolen += neighbours[i]->TakeCached(out + got + stolen, n - got - stolen);
+  }
+  got += stolen;
+  lock_.Lock();
+  outstanding_ += stolen;
+  if (got < n && overflowed_ && capacity_ < grown_capacity_) {
     // Objects went down to the spans and now come back up: a round trip a
     // larger cache would have saved.
     capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
@@ -64,14 +89,14 @@ int TransferCache::RemoveRange(void** out, int n) {
     ++grows_;
   }
   lock_.Unlock();
-  if (take == n) return take;
-  int more = central_->RemoveRange(out + take, n - take);
+  if (got == n) return got;
+  int more = central_->RemoveRange(out + got, n - got);
   if (more > 0) {
     lock_.Lock();
     outstanding_ += more;
     lock_.Unlock();
   }
-  return take + more;
+  return got + more;
 }
 
 void TransferCache::InsertRange(void* const* items, int n) {
@@ -80,7 +105,7 @@ void TransferCache::InsertRange(void* const* items, int n) {
   int room = capacity_ > count_ ? capacity_ - count_ : 0;
   int put = n < room ? n : room;
   CopyReversed(slots_ + count_, items, put);  // items[0] ends on top
-  count_ += put;
+  SetCount(count_ + put);
   outstanding_ -= n;
   if (put < n) overflowed_ = true;
   lock_.Unlock();
@@ -121,7 +146,7 @@ int TransferCache::Give(int n) {
     lock_.Lock();
     int take = count_ < kBite ? count_ : kBite;
     if (take > n - given) take = n - given;
-    count_ -= take;
+    SetCount(count_ - take);
     if (count_ < low_water_) low_water_ = count_;
     memcpy(buf, slots_ + count_, sizeof(void*) * static_cast<size_t>(take));
     lock_.Unlock();

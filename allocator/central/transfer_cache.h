@@ -1,6 +1,12 @@
-// Transfer cache of one size class: a lock-protected stack of free objects
-// in front of the central free list. Batches that one CPU frees and another
-// allocates move through here without touching span metadata.
+// Transfer cache of one size class and CPU shard: a lock-protected stack of
+// free objects in front of the central free list. Batches that one CPU
+// frees and another allocates move through here without touching span
+// metadata. Each class has one cache per shard of CPUs (central_heap.cc):
+// a CPU's overflows go to its shard's cache, and its refills take from it,
+// then from the other shards' caches, then from the central list, so
+// objects stay near the core that freed them and nothing strands in a
+// shard. Each shard starts with the capacity below; the grown limit is
+// shared out among them.
 //
 // Capacity: up to kTransferCacheBatches (512) batches of the class, but at
 // most kTransferCacheMaxBytes (1 MiB) of objects, and never less than two
@@ -44,6 +50,7 @@ inline constexpr size_t kTransferCacheMaxBytes = size_t{1} << 20;
 inline constexpr int kTransferCacheGrownBatches = 32768;
 inline constexpr size_t kTransferCacheGrownBytes = size_t{16} << 20;
 inline constexpr size_t kTransferCacheGrowMaxObjectBytes = 1024;
+inline constexpr size_t kTransferCacheShardGrownBytes = size_t{4} << 20;
 
 struct TransferCacheStats {
   uint64_t objects;     // cached now
@@ -59,14 +66,21 @@ class alignas(64) TransferCache {
   TransferCache(const TransferCache&) = delete;
   TransferCache& operator=(const TransferCache&) = delete;
 
-  // Objects the cache of class cls holds at first, and at most once grown.
+  // Objects the cache of class cls holds at first (each shard the same),
+  // and at most once grown when it is one of `shards` caches of the class
+  // (the grown bytes are shared out, down to kTransferCacheShardGrownBytes
+  // each).
   static int CapacityFor(uint32_t cls);
-  static int GrownCapacityFor(uint32_t cls);
+  static int GrownCapacityFor(uint32_t cls, int shards = 1);
 
-  // slots must hold GrownCapacityFor(cls) pointers and outlive the cache.
-  void Init(uint32_t cls, CentralFreeList* central, void** slots);
+  // slots must hold GrownCapacityFor(cls, shards) pointers and outlive the
+  // cache.
+  void Init(uint32_t cls, CentralFreeList* central, void** slots, int shards = 1);
 
-  int RemoveRange(void** out, int n);
+  int RemoveRange(void** out, int n) { return RemoveRange(out, n, nullptr, 0); }
+  // The same, taking from the caches of `neighbours` (the class's caches
+  // of other CPU shards) before it goes to the central list.
+  int RemoveRange(void** out, int n, TransferCache* const* neighbours, int count);
   void InsertRange(void* const* items, int n);
 
   // Sends every cached object to the central free list; the capacity goes
@@ -85,7 +99,13 @@ class alignas(64) TransferCache {
   void Unlock() { lock_.Unlock(); }
 
  private:
+  // Up to n cached objects, top first; never the central list. Caller
+  // holds no lock.
+  int TakeCached(void** out, int n);
+  int TakeLocked(void** out, int n);
   int Give(int n);
+  // Under the lock; atomic because TakeCached reads count_ without it.
+  void SetCount(int count) { __atomic_store_n(&count_, count, __ATOMIC_RELAXED); }
   void ShrinkLocked(int capacity);
 
   SpinLock lock_;

@@ -210,5 +210,103 @@ TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
   EXPECT_EQ(c.spans, 0u);
 }
 
+// Two CPU shards of one class over one central list: what one shard's
+// CPU freed serves the other's refill before the central list is asked,
+// and nothing is lost or counted twice.
+TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
+  uint32_t cls = SizeToClass(96);
+  static CentralFreeList central;
+  static std::vector<void*> slots(2 * static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 2)));
+  static TransferCache a, b;
+  central.Init(cls, &g_heap);
+  a.Init(cls, &central, slots.data(), 2);
+  b.Init(cls, &central, slots.data() + slots.size() / 2, 2);
+  TransferCache* others_of_a[] = {&b};
+
+  void* objs[48];
+  ASSERT_EQ(a.RemoveRange(objs, 48), 48);  // from the spans
+  EXPECT_EQ(CentralOut(central), 48u);
+  b.InsertRange(objs, 32);  // freed on b's CPUs; objs[32..48) stay live
+  void* got[32];
+  ASSERT_EQ(a.RemoveRange(got, 32, others_of_a, 1), 32);
+  EXPECT_EQ(CentralOut(central), 48u);  // all from b's cache
+  EXPECT_EQ(std::set<void*>(got, got + 32), std::set<void*>(objs, objs + 32));
+  EXPECT_EQ(StatsOf(b).objects, 0u);
+  EXPECT_EQ(StatsOf(a).outstanding + StatsOf(b).outstanding, 48);
+
+  // b holds 8 of them again; a refill of 16 takes those 8, then 8 from the
+  // spans.
+  b.InsertRange(got, 8);
+  void* more[16];
+  ASSERT_EQ(a.RemoveRange(more, 16, others_of_a, 1), 16);
+  EXPECT_EQ(CentralOut(central), 56u);
+  EXPECT_EQ(StatsOf(a).outstanding + StatsOf(b).outstanding, 56);
+  std::set<void*> live(objs + 32, objs + 48);
+  live.insert(got + 8, got + 32);
+  live.insert(more, more + 16);
+  EXPECT_EQ(live.size(), 56u);  // no object handed out twice
+
+  b.InsertRange(more, 16);
+  a.InsertRange(got + 8, 24);
+  a.InsertRange(objs + 32, 16);
+  a.Drain();
+  b.Drain();
+  EXPECT_EQ(CentralOut(central), 0u);
+  CentralFreeListStats c;
+  central.GetStats(&c);
+  EXPECT_EQ(c.spans, 0u);
+}
+
+// A shard whose frees overflowed grows only when the refill that follows
+// finds the other shards empty too: objects another CPU freed are no round
+// trip through the spans.
+TEST(TransferCache, ShardGrowsOnlyWhenTheOtherShardsCannotServe) {
+  uint32_t cls = SizeToClass(1024);
+  static CentralFreeList central;
+  static std::vector<void*> slots(2 * static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 2)));
+  static TransferCache a, b;
+  central.Init(cls, &g_heap);
+  a.Init(cls, &central, slots.data(), 2);
+  b.Init(cls, &central, slots.data() + slots.size() / 2, 2);
+  TransferCache* others_of_a[] = {&b};
+  const int cap = TransferCache::CapacityFor(cls);
+  ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls, 2));
+  const int k = 16;
+
+  std::vector<void*> objs(static_cast<size_t>(cap + 2 * k));
+  ASSERT_EQ(a.RemoveRange(objs.data(), cap + 2 * k), cap + 2 * k);
+  a.InsertRange(objs.data(), cap + k);  // k overflow into the spans
+  b.InsertRange(objs.data() + cap + k, k);
+  ASSERT_EQ(a.RemoveRange(objs.data(), cap), cap);  // a's own cache
+  ASSERT_EQ(a.RemoveRange(objs.data() + cap, k, others_of_a, 1), k);  // b's
+  EXPECT_EQ(StatsOf(a).grows, 0u);
+  ASSERT_EQ(a.RemoveRange(objs.data() + cap + k, k, others_of_a, 1), k);  // the spans'
+  EXPECT_EQ(StatsOf(a).grows, 1u);
+  EXPECT_EQ(StatsOf(a).capacity, static_cast<uint64_t>(2 * cap));
+  EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), objs.size());
+
+  a.InsertRange(objs.data(), cap + 2 * k);
+  a.Drain();
+  b.Drain();
+  EXPECT_EQ(CentralOut(central), 0u);
+}
+
+// Shards share out the grown bytes: each of several shards may grow less,
+// but never below kTransferCacheShardGrownBytes of objects (or its base).
+TEST(TransferCache, ShardsShareTheGrownBytes) {
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    size_t size = ClassToSize(cls);
+    size_t batch = static_cast<size_t>(ClassToBatch(cls));
+    for (int shards : {1, 2, 4}) {
+      size_t grown = static_cast<size_t>(TransferCache::GrownCapacityFor(cls, shards));
+      EXPECT_GE(grown, static_cast<size_t>(TransferCache::CapacityFor(cls))) << cls;
+      EXPECT_LE(grown, static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 1))) << cls;
+      size_t share = std::max(kTransferCacheGrownBytes / static_cast<size_t>(shards),
+                              kTransferCacheShardGrownBytes);
+      EXPECT_LE(grown * size, std::max(share, 2 * batch * size)) << cls << " " << shards;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal
