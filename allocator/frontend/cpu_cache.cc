@@ -105,6 +105,10 @@ struct alignas(64) CpuCache::IdState {
   // Intervals left in which the class counts as allocated on this id (set
   // by an underflow); 0: it only frees here (kFreeOnlyCapacity).
   uint8_t allocating[kNumClasses];
+  // Misses of each class on this id since the start, for the report. Per
+  // id, under its lock: one counter per class shared by every CPU cost a
+  // contended atomic add per miss (ClassMisses sums them).
+  uint64_t class_misses[kNumClasses];
 };
 
 // The allocator's backend: the central heap, through the front end's one
@@ -276,7 +280,7 @@ void CpuCache::NoteMiss(int id, IdState& state, uint32_t cls) {
   state.used = true;
   ++state.misses;
   if (state.interval_misses[cls] < 0xffff) ++state.interval_misses[cls];
-  class_misses_[cls].fetch_add(1, std::memory_order_relaxed);
+  __atomic_store_n(&state.class_misses[cls], state.class_misses[cls] + 1, __ATOMIC_RELAXED);
   if (++state.misses_since_maintain >= kMaintainEvery) Maintain(id, state);
 }
 
@@ -461,7 +465,12 @@ CpuCache::IdStats CpuCache::StatsOf(int id) const {
 }
 
 uint64_t CpuCache::ClassMisses(uint32_t cls) const {
-  return cls < kNumClasses ? class_misses_[cls].load(std::memory_order_relaxed) : 0;
+  if (cls >= kNumClasses || ids_ == nullptr) return 0;
+  uint64_t misses = 0;
+  for (int id = 0; id < num_ids_; ++id) {
+    misses += __atomic_load_n(&ids_[id].class_misses[cls], __ATOMIC_RELAXED);
+  }
+  return misses;
 }
 
 CpuCache::ClassLosses CpuCache::LossesOf(uint32_t cls) const {

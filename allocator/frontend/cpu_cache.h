@@ -197,7 +197,6 @@ class CpuCache {
   std::atomic<uint64_t> growth_used_bytes_{0};
   Clock clock_ = &PreciseNowNs;
   std::atomic<int64_t> next_idle_scan_ns_{0};
-  std::atomic<uint64_t> class_misses_[kNumClasses] = {};
   // Per victim class: capacity stolen, batches evicted (LossesOf).
   std::atomic<uint64_t> class_steals_[kNumClasses] = {};
   std::atomic<uint64_t> class_evictions_[kNumClasses] = {};
