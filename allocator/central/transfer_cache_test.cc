@@ -210,51 +210,60 @@ TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
   EXPECT_EQ(c.spans, 0u);
 }
 
-// Two CPU shards of one class over one central list: what one shard's
-// CPU freed serves the other's refill before the central list is asked,
-// and nothing is lost or counted twice.
-TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
-  uint32_t cls = SizeToClass(96);
-  static CentralFreeList central;
-  static std::vector<void*> slots(2 * static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 2)));
-  static TransferCache a, b;
-  central.Init(cls, &g_heap);
-  a.Init(cls, &central, slots.data(), 2);
-  b.Init(cls, &central, slots.data() + slots.size() / 2, 2);
-  TransferCache* others_of_a[] = {&b};
+// Two CPU shards of one class over one central list.
+struct TwoShards {
+  explicit TwoShards(uint32_t cls)
+      : slots(2 * static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 2))) {
+    central.Init(cls, &g_heap);
+    a.Init(cls, &central, slots.data(), 2);
+    b.Init(cls, &central, slots.data() + slots.size() / 2, 2);
+  }
+  // Drains both shards; every object must be back in its span.
+  void ExpectAllBack() {
+    a.Drain();
+    b.Drain();
+    CentralFreeListStats c;
+    central.GetStats(&c);
+    EXPECT_EQ(c.out_objects, 0u);
+    EXPECT_EQ(c.spans, 0u);
+  }
+  std::vector<void*> slots;
+  CentralFreeList central;
+  TransferCache a, b;
+  TransferCache* others_of_a[1] = {&b};
+};
 
+// What one shard's CPU freed serves the other's refill before the central
+// list is asked, and nothing is lost or counted twice.
+TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
+  static TwoShards s(SizeToClass(96));
   void* objs[48];
-  ASSERT_EQ(a.RemoveRange(objs, 48), 48);  // from the spans
-  EXPECT_EQ(CentralOut(central), 48u);
-  b.InsertRange(objs, 32);  // freed on b's CPUs; objs[32..48) stay live
+  ASSERT_EQ(s.a.RemoveRange(objs, 48), 48);  // from the spans
+  EXPECT_EQ(CentralOut(s.central), 48u);
+  s.b.InsertRange(objs, 32);  // freed on b's CPUs; objs[32..48) stay live
   void* got[32];
-  ASSERT_EQ(a.RemoveRange(got, 32, others_of_a, 1), 32);
-  EXPECT_EQ(CentralOut(central), 48u);  // all from b's cache
+  ASSERT_EQ(s.a.RemoveRange(got, 32, s.others_of_a, 1), 32);
+  EXPECT_EQ(CentralOut(s.central), 48u);  // all from b's cache
   EXPECT_EQ(std::set<void*>(got, got + 32), std::set<void*>(objs, objs + 32));
-  EXPECT_EQ(StatsOf(b).objects, 0u);
-  EXPECT_EQ(StatsOf(a).outstanding + StatsOf(b).outstanding, 48);
+  EXPECT_EQ(StatsOf(s.b).objects, 0u);
+  EXPECT_EQ(StatsOf(s.a).outstanding + StatsOf(s.b).outstanding, 48);
 
   // b holds 8 of them again; a refill of 16 takes those 8, then 8 from the
   // spans.
-  b.InsertRange(got, 8);
+  s.b.InsertRange(got, 8);
   void* more[16];
-  ASSERT_EQ(a.RemoveRange(more, 16, others_of_a, 1), 16);
-  EXPECT_EQ(CentralOut(central), 56u);
-  EXPECT_EQ(StatsOf(a).outstanding + StatsOf(b).outstanding, 56);
+  ASSERT_EQ(s.a.RemoveRange(more, 16, s.others_of_a, 1), 16);
+  EXPECT_EQ(CentralOut(s.central), 56u);
+  EXPECT_EQ(StatsOf(s.a).outstanding + StatsOf(s.b).outstanding, 56);
   std::set<void*> live(objs + 32, objs + 48);
   live.insert(got + 8, got + 32);
   live.insert(more, more + 16);
   EXPECT_EQ(live.size(), 56u);  // no object handed out twice
 
-  b.InsertRange(more, 16);
-  a.InsertRange(got + 8, 24);
-  a.InsertRange(objs + 32, 16);
-  a.Drain();
-  b.Drain();
-  EXPECT_EQ(CentralOut(central), 0u);
-  CentralFreeListStats c;
-  central.GetStats(&c);
-  EXPECT_EQ(c.spans, 0u);
+  s.b.InsertRange(more, 16);
+  s.a.InsertRange(got + 8, 24);
+  s.a.InsertRange(objs + 32, 16);
+  s.ExpectAllBack();
 }
 
 // A shard whose frees overflowed grows only when the refill that follows
@@ -262,33 +271,25 @@ TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
 // trip through the spans.
 TEST(TransferCache, ShardGrowsOnlyWhenTheOtherShardsCannotServe) {
   uint32_t cls = SizeToClass(1024);
-  static CentralFreeList central;
-  static std::vector<void*> slots(2 * static_cast<size_t>(TransferCache::GrownCapacityFor(cls, 2)));
-  static TransferCache a, b;
-  central.Init(cls, &g_heap);
-  a.Init(cls, &central, slots.data(), 2);
-  b.Init(cls, &central, slots.data() + slots.size() / 2, 2);
-  TransferCache* others_of_a[] = {&b};
+  static TwoShards s(cls);
   const int cap = TransferCache::CapacityFor(cls);
   ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls, 2));
   const int k = 16;
 
   std::vector<void*> objs(static_cast<size_t>(cap + 2 * k));
-  ASSERT_EQ(a.RemoveRange(objs.data(), cap + 2 * k), cap + 2 * k);
-  a.InsertRange(objs.data(), cap + k);  // k overflow into the spans
-  b.InsertRange(objs.data() + cap + k, k);
-  ASSERT_EQ(a.RemoveRange(objs.data(), cap), cap);  // a's own cache
-  ASSERT_EQ(a.RemoveRange(objs.data() + cap, k, others_of_a, 1), k);  // b's
-  EXPECT_EQ(StatsOf(a).grows, 0u);
-  ASSERT_EQ(a.RemoveRange(objs.data() + cap + k, k, others_of_a, 1), k);  // the spans'
-  EXPECT_EQ(StatsOf(a).grows, 1u);
-  EXPECT_EQ(StatsOf(a).capacity, static_cast<uint64_t>(2 * cap));
+  ASSERT_EQ(s.a.RemoveRange(objs.data(), cap + 2 * k), cap + 2 * k);
+  s.a.InsertRange(objs.data(), cap + k);  // k overflow into the spans
+  s.b.InsertRange(objs.data() + cap + k, k);
+  ASSERT_EQ(s.a.RemoveRange(objs.data(), cap), cap);  // a's own cache
+  ASSERT_EQ(s.a.RemoveRange(objs.data() + cap, k, s.others_of_a, 1), k);  // b's
+  EXPECT_EQ(StatsOf(s.a).grows, 0u);
+  ASSERT_EQ(s.a.RemoveRange(objs.data() + cap + k, k, s.others_of_a, 1), k);  // the spans'
+  EXPECT_EQ(StatsOf(s.a).grows, 1u);
+  EXPECT_EQ(StatsOf(s.a).capacity, static_cast<uint64_t>(2 * cap));
   EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), objs.size());
 
-  a.InsertRange(objs.data(), cap + 2 * k);
-  a.Drain();
-  b.Drain();
-  EXPECT_EQ(CentralOut(central), 0u);
+  s.a.InsertRange(objs.data(), cap + 2 * k);
+  s.ExpectAllBack();
 }
 
 // Shards share out the grown bytes: each of several shards may grow less,

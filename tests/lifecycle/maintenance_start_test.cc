@@ -49,12 +49,6 @@ namespace {
 
 constexpr size_t kBlock = 4 << 20;
 
-bool ThreadAllowed() {
-  const char* off = getenv("RSEQMALLOC_BACKGROUND_THREAD");
-  if (off != nullptr && strcmp(off, "0") == 0) return false;
-  return strcmp(ExpectedCacheMode(), "none") != 0;
-}
-
 rseqmalloc_release_stats ReleaseStats() {
   rseqmalloc_release_stats s;
   EXPECT_EQ(rseqmalloc_get_release_stats(&s), 0);
@@ -96,7 +90,7 @@ TEST(MaintenanceStart, FreeNeverStartsTheThreadTheNextAllocationDoes) {
   // their chance to: the test can fail).
   const int created_before = g_created.load();
   free(malloc(kBlock));
-  if (ThreadAllowed()) {
+  if (MaintenanceThreadAllowed()) {
     EXPECT_EQ(g_created.load(), created_before + 1);
     EXPECT_EQ(ReleaseStats().background_running, 1u);
   } else {

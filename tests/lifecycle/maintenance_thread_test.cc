@@ -28,12 +28,6 @@ constexpr size_t kBlock = 1 << 20;
 constexpr int kBlocks = 32;
 constexpr size_t kFreed = kBlock * kBlocks;
 
-bool ThreadAllowed() {
-  const char* off = getenv("RSEQMALLOC_BACKGROUND_THREAD");
-  if (off != nullptr && strcmp(off, "0") == 0) return false;
-  return strcmp(ExpectedCacheMode(), "none") != 0;
-}
-
 rseqmalloc_release_stats ReleaseStats() {
   rseqmalloc_release_stats s;
   EXPECT_EQ(rseqmalloc_get_release_stats(&s), 0);
@@ -91,7 +85,7 @@ TEST(MaintenanceThread, ReturnsFreedPagesWhileTheProgramSleeps) {
   EXPECT_EQ(before.release_delay_ms, 50u);
   ChurnLargeBlocks();
 
-  if (ThreadAllowed()) {
+  if (MaintenanceThreadAllowed()) {
     const bool released = PollFor(10, [&](const rseqmalloc_release_stats& s) {
       return s.background_released_bytes >= before.background_released_bytes + kFreed;
     });
@@ -176,7 +170,7 @@ int ChildAfterFork(bool thread_allowed) {
 TEST(MaintenanceThread, ForkChildAllocatesAndExitsParentThreadKeepsWorking) {
   IdleThread other;
   ChurnLargeBlocks();
-  const bool allowed = ThreadAllowed();
+  const bool allowed = MaintenanceThreadAllowed();
   if (allowed) {
     ASSERT_TRUE(PollFor(10, [](const rseqmalloc_release_stats& s) {
       return s.background_running == 1;

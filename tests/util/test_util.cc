@@ -185,4 +185,10 @@ const char* ExpectedCacheMode() {
   return getauxval(kAtRseqFeatureSize) >= kRseqSizeWithMmCid ? "cid" : "cpu";
 }
 
+bool MaintenanceThreadAllowed() {
+  const char* off = std::getenv("RSEQMALLOC_BACKGROUND_THREAD");
+  if (off != nullptr && std::strcmp(off, "0") == 0) return false;
+  return std::strcmp(ExpectedCacheMode(), "none") != 0;
+}
+
 }  // namespace rseqmalloc_test

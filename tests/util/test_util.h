@@ -111,6 +111,10 @@ bool RunningOnValgrind();
 // (AT_RSEQ_FEATURE_SIZE >= 28), else "cpu". Under valgrind, "thread".
 const char* ExpectedCacheMode();
 
+// Whether this environment lets the maintenance thread run: not with
+// RSEQMALLOC_BACKGROUND_THREAD=0, not in the "none" cache mode.
+bool MaintenanceThreadAllowed();
+
 }  // namespace rseqmalloc_test
 
 #endif  // RSEQMALLOC_TESTS_UTIL_TEST_UTIL_H_
