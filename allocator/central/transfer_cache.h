@@ -19,12 +19,14 @@
 // since the last growth, frees overflowed into the central list and a
 // refill then had to take from it, the capacity doubles, up to
 // kTransferCacheGrownBatches (32768) batches or kTransferCacheGrownBytes
-// (16 MiB) of objects. (Bigger objects cost little per byte on the span
-// lists, and a cache of them would keep whole spans from the page heap.) A program that frees a hundred thousand small blocks
-// and allocates as many again (SmartHeap's sh6bench and sh8bench do) then
-// moves them in batches instead of threading each through its span's free
-// list and reading it back out, a cache miss per object (docs/design.md,
-// "The transfer cache grows for round trips"). Memory they hold and no CPU
+// (16 MiB) of objects, shared out among the class's shards. (Bigger
+// objects cost little per byte on the span lists, and a cache of them would
+// keep whole spans from the page heap.) A program that frees a hundred
+// thousand small blocks and allocates as many again (SmartHeap's sh6bench
+// and sh8bench do) then moves them in batches instead of threading each
+// through its span's free list and reading it back out, a cache miss per
+// object (docs/design.md, "The transfer cache grows for round trips").
+// Memory they hold and no CPU
 // asks for goes back to the central free lists over time (ReturnIdle, from
 // the maintenance pass), which also halves a grown capacity that was not
 // needed and gives back the slot pages above it; ReleaseFreeMemory drains
