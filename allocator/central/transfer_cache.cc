@@ -66,30 +66,37 @@ int TransferCache::TakeCached(void** out, int n) {
   return TakeLocked(out, n);
 }
 
+// A refill that has to go to the central list after frees overflowed into
+// it: objects went down to the spans and now come back up, a round trip a
+// larger cache would have saved. Caller holds the lock.
+void TransferCache::GrowForRoundTripLocked() {
+  if (!overflowed_ || capacity_ >= grown_capacity_) return;
+  capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
+  overflowed_ = false;
+  grew_ = true;
+  ++grows_;
+}
+
 int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbours, int count) {
   if (n <= 0) return 0;
   lock_.Lock();
   int got = TakeLocked(out, n);
   outstanding_ += got;
+  if (got < n && count == 0) GrowForRoundTripLocked();  // no other shard to ask
   lock_.Unlock();
   if (got == n) return got;
-  int stolen = 0;
-  for (int i = 0; i < count && got + stolen < n; ++i) {
-    stolen += neighbours[i]->TakeCached(out + got + stolen, n - got - stolen);
+  if (count > 0) {
+    int stolen = 0;
+    for (int i = 0; i < count && got + stolen < n; ++i) {
+      stolen += neighbours[i]->TakeCached(out + got + stolen, n - got - stolen);
+    }
+    got += stolen;
+    lock_.Lock();
+    outstanding_ += stolen;
+    if (got < n) GrowForRoundTripLocked();  // the other shards were short too
+    lock_.Unlock();
+    if (got == n) return got;
   }
-  got += stolen;
-  lock_.Lock();
-  outstanding_ += stolen;
-  if (got < n && overflowed_ && capacity_ < grown_capacity_) {
-    // Objects went down to the spans and now come back up: a round trip a
-    // larger cache would have saved.
-    capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
-    overflowed_ = false;
-    grew_ = true;
-    ++grows_;
-  }
-  lock_.Unlock();
-  if (got == n) return got;
   int more = central_->RemoveRange(out + got, n - got);
   if (more > 0) {
     lock_.Lock();

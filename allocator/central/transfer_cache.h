@@ -105,6 +105,7 @@ class alignas(64) TransferCache {
   // holds no lock.
   int TakeCached(void** out, int n);
   int TakeLocked(void** out, int n);
+  void GrowForRoundTripLocked();
   int Give(int n);
   // Under the lock; atomic because TakeCached reads count_ without it.
   void SetCount(int count) { __atomic_store_n(&count_, count, __ATOMIC_RELAXED); }
