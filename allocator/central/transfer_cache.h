@@ -110,9 +110,12 @@ class alignas(64) TransferCache {
   // Under the lock; atomic because TakeCached reads count_ without it.
   void SetCount(int count) { __atomic_store_n(&count_, count, __ATOMIC_RELAXED); }
   void ShrinkLocked(int capacity);
+  // The stack grows down from end_: the top is the lowest used slot.
+  void** Top() const { return end_ - count_; }
 
   SpinLock lock_;
-  void** slots_ = nullptr;
+  void** slots_ = nullptr;  // GrownCapacityFor slots, ending at end_
+  void** end_ = nullptr;
   int count_ = 0;
   int capacity_ = 0;
   int base_capacity_ = 0;
