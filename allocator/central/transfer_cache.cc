@@ -27,7 +27,9 @@ int Capacity(uint32_t cls, size_t batches, size_t max_bytes) {
 // both copies element-by-element reversals, the slowest part of a refill
 // that streams through the cache.
 void CopyBatch(void** to, void* const* from, int n) {
-  memcpy(to, from, sizeof(void*) * static_cast<size_t>(n));
+  // An empty take from a cache not yet set up has a null source, which
+  // memcpy may not be given even for no bytes.
+  if (n > 0) memcpy(to, from, sizeof(void*) * static_cast<size_t>(n));
 }
 
 }  // namespace
