@@ -210,6 +210,47 @@ TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
   EXPECT_EQ(c.spans, 0u);
 }
 
+// A shrink with objects still cached gives back only slot pages no object
+// uses: the stack grows down from the end of its slots, so the pages given
+// back are the low ones. Every object comes back out, none is lost.
+TEST(TransferCache, ShrinkKeepsTheObjectsStillCached) {
+  uint32_t cls = SizeToClass(48);
+  static Fixture f(cls);
+  int grown = TransferCache::GrownCapacityFor(cls);
+  ASSERT_GE(grown, 4 * TransferCache::CapacityFor(cls));
+  std::vector<void*> many(grown);
+  for (int i = 0; i < 10 && StatsOf(f.cache).capacity < static_cast<uint64_t>(grown); ++i) {
+    ASSERT_EQ(f.cache.RemoveRange(many.data(), grown), grown);
+    f.cache.InsertRange(many.data(), grown);
+  }
+  ASSERT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(grown));
+  ASSERT_EQ(f.cache.RemoveRange(many.data(), grown), grown);  // empty: low water 0
+
+  // x objects stay all interval (the idle ones), y more come after them.
+  int x = grown / 8;
+  int y = grown / 4;
+  f.cache.InsertRange(many.data(), x);
+  f.cache.ReturnIdle();  // ends the interval in which it grew; nothing idle
+  f.cache.InsertRange(many.data() + x, y);
+  EXPECT_EQ(f.cache.ReturnIdle(), x);  // x go to the spans, then the shrink
+  ASSERT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(grown / 2));
+  ASSERT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(y));
+
+  std::vector<void*> out(y);
+  ASSERT_EQ(f.cache.RemoveRange(out.data(), y), y);
+  std::set<void*> inserted(many.begin(), many.begin() + x + y);
+  std::set<void*> got(out.begin(), out.end());
+  EXPECT_EQ(got.size(), static_cast<size_t>(y)) << "an object came out twice";
+  for (void* p : out) EXPECT_TRUE(inserted.count(p) == 1) << "slot lost to the shrink: " << p;
+  f.cache.InsertRange(out.data(), y);
+  f.cache.InsertRange(many.data() + x + y, grown - x - y);
+  f.cache.Drain();
+  CentralFreeListStats c;
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, 0u);
+  EXPECT_EQ(c.spans, 0u);
+}
+
 // Two CPU shards of one class over one central list.
 struct TwoShards {
   explicit TwoShards(uint32_t cls)
