@@ -414,10 +414,6 @@ TEST(CentralHeap, ForkWhileBusy) {
   CheckedStats();
 }
 
-// A transfer cache that grew for round trips and then sat idle gives its
-// objects back while the program keeps allocating other classes, with no
-// maintenance thread (this binary has none): passes run from the batch
-// calls themselves, about once a second.
 // Runs the calling thread on `cpu` only; false when it may not.
 bool PinTo(int cpu) {
   cpu_set_t set;
@@ -472,6 +468,10 @@ TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
   InsertBatch(cls, again, kN);
 }
 
+// A transfer cache that grew for round trips and then sat idle gives its
+// objects back while the program keeps allocating other classes, with no
+// maintenance thread (this binary has none): passes run from the batch
+// calls themselves, about once a second.
 TEST(CentralHeap, IdleTransferObjectsGoBackWhileTheProgramAllocates) {
   // One CPU: the growth below is one shard's.
   RestoreAffinity restore;

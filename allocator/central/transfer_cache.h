@@ -26,12 +26,13 @@
 // and sh8bench do) then moves them in batches instead of threading each
 // through its span's free list and reading it back out, a cache miss per
 // object (docs/design.md, "The transfer cache grows for round trips").
-// Memory they hold and no CPU
-// asks for goes back to the central free lists over time (ReturnIdle, from
-// the maintenance pass), which also halves a grown capacity that was not
-// needed and gives back the slot pages above it; ReleaseFreeMemory drains
-// them. Slot arrays are reserved for the grown capacity (31 MiB of
-// address space for all classes) and touched only as used.
+// Memory they hold and no CPU asks for goes back to the central free lists
+// over time (ReturnIdle, from the maintenance pass), which also halves a
+// grown capacity that was not needed and gives back the slot pages it may
+// no longer use (the stack grows down from the end of its slots, so the
+// low ones); ReleaseFreeMemory drains them. Slot arrays are reserved for
+// the grown capacity (31 MiB of address space for all classes, whatever
+// the number of shards) and touched only as used.
 //
 // RemoveRange serves from the cache first and tops up from the central free
 // list; InsertRange fills the cache and sends the overflow to the central
