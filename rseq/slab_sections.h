@@ -52,9 +52,10 @@
 
 namespace rseqmalloc::rseq {
 
-// 256 KiB per id (32768 slots; the 16-bit header could index up to 19). The
-// sections' asm spells the shift through the macro, so the two cannot part.
-#define RSEQMALLOC_SLAB_SHIFT 18
+// 512 KiB per id: 65,536 slots, as many as the 16-bit header can index (the
+// last one is the region's closing 0). The sections' asm spells the shift
+// through the macro, so the two cannot part.
+#define RSEQMALLOC_SLAB_SHIFT 19
 #define RSEQMALLOC_SLAB_STR2(x) #x
 #define RSEQMALLOC_SLAB_STR(x) RSEQMALLOC_SLAB_STR2(x)
 inline constexpr unsigned kSlabShift = RSEQMALLOC_SLAB_SHIFT;

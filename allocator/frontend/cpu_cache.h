@@ -27,6 +27,12 @@
 //    capacity (at least 1, at most a batch): 1, 2, 4, ... batch, then by a
 //    batch at a time, up to the class's maximum (128 KiB of objects, at
 //    least two batches, at most 2048 slots);
+//  * an underflow may take a class of up to 64-byte objects further, to
+//    its run capacity (11,264 slots, the size of its slot range), with
+//    budget no other class uses: a CPU that allocates thousands of tiny
+//    objects in a row and then frees them keeps the whole batch; overflows
+//    never grow a class past its maximum, so objects that only pass
+//    through a CPU are not held there;
 //  * a refill fetches half the capacity (at least 1, at most kMaxMove), so a
 //    class that misses rarely holds few objects;
 //  * an overflow grows the class only while it also allocates on that id
@@ -157,7 +163,10 @@ class CpuCache {
   // pthread_atfork: every id's slow-path lock, in id order.
   void LockForFork();
   void UnlockAfterFork();
+  // The most capacity a class grows to through any miss, and through
+  // underflows (its slot range; larger for the tiniest classes).
   static uint16_t MaxCapacity(uint32_t cls);
+  static uint16_t RunCapacity(uint32_t cls);
   // Where a class that only frees on an id stops growing (cpu_cache.cc).
   static constexpr uint32_t kFreeOnlyCapacity = 256;
   // Objects cached and capacity (both in objects) of one class on one id.
@@ -178,7 +187,7 @@ class CpuCache {
   static void ToBackend(void* self, size_t cls, void* const* objects, int n);
   uint64_t EvictTo(int id, uint32_t cls, uint32_t capacity);
   uint64_t Steal(int id, IdState& state, uint32_t for_cls, uint64_t bytes);
-  void GrowAfterMiss(int id, IdState& state, uint32_t cls);
+  void GrowAfterMiss(int id, IdState& state, uint32_t cls, bool underflow);
   void Maintain(int id, IdState& state);
   void AdaptBudget(IdState& state);
   void ResetBudget(IdState& state);

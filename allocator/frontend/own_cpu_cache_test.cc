@@ -352,6 +352,63 @@ TEST_F(PinnedCpuCache, ClassThatOnlyFreesStopsGrowingOneThatAllocatesGoesOn) {
   slab.Release();
 }
 
+// A tiny class that a CPU allocates thousands of in a row, then frees
+// (a tree built and torn down), grows past its usual maximum through its
+// underflows until the whole batch stays on the CPU; overflows alone never
+// take it past that maximum (objects that only pass through a CPU would be
+// held there for nothing).
+TEST_F(PinnedCpuCache, TinyClassGrowsPastItsMaximumOnlyThroughUnderflows) {
+  rseq::PercpuSlab slab;
+  CpuCache cache(&slab, backend.get());
+  ASSERT_TRUE(cache.Init(256 * 1024));  // room for 16,384 16-byte objects
+  cache.Start(rseq::IndexMode::kCpuId);
+  constexpr uint32_t kCls = PoolBackend::kClasses[0];  // 16 B
+  constexpr int kBatch = 4000;
+  ASSERT_GT(static_cast<int>(CpuCache::RunCapacity(kCls)), kBatch);
+  ASSERT_LT(static_cast<int>(CpuCache::MaxCapacity(kCls)), kBatch);
+  ASSERT_LE(kBatch, PoolBackend::kPerClass);
+
+  std::vector<void*> objects(kBatch);
+  int misses_last_round = -1;
+  for (int round = 0; round < 40 && misses_last_round != 0; ++round) {
+    misses_last_round = 0;
+    for (void*& p : objects) {
+      bool missed = false;
+      p = AllocateThrough(slab, cache, *backend, kCls, &missed);
+      ASSERT_NE(p, nullptr);
+      misses_last_round += missed ? 1 : 0;
+    }
+    for (void* p : objects) FreeThrough(slab, cache, *backend, kCls, p);
+  }
+  int id = OnlyUsedId(cache);
+  ASSERT_GE(id, 0);
+  EXPECT_EQ(misses_last_round, 0) << "the batch never came to fit on the CPU";
+  EXPECT_GE(static_cast<int>(cache.FillOf(id, kCls).capacity), kBatch);
+  EXPECT_LE(cache.FillOf(id, kCls).capacity, CpuCache::RunCapacity(kCls));
+
+  // From empty again, the class allocating on this id (one underflow):
+  // frees of objects allocated elsewhere (straight from the backend) only
+  // overflow. They grow it to the usual maximum, and no further.
+  if (!slab.RemoteAvailable()) GTEST_SKIP() << "no membarrier: no drain";
+  ASSERT_TRUE(cache.DrainAll());
+  void* first = AllocateThrough(slab, cache, *backend, kCls);
+  ASSERT_NE(first, nullptr);
+  FreeThrough(slab, cache, *backend, kCls, first);
+  std::vector<void*> passing(1024);  // the pool keeps these beside a full cache
+  for (int round = 0; round < 16; ++round) {
+    for (void*& p : passing) ASSERT_EQ(backend->RemoveBatch(kCls, &p, 1), 1);
+    for (void* p : passing) FreeThrough(slab, cache, *backend, kCls, p);
+    ASSERT_LE(cache.FillOf(id, kCls).capacity, CpuCache::MaxCapacity(kCls))
+        << "overflows took the class past its usual maximum";
+  }
+  EXPECT_EQ(cache.FillOf(id, kCls).capacity, CpuCache::MaxCapacity(kCls))
+      << "overflows did not grow the class to its usual maximum";
+
+  ASSERT_TRUE(cache.DrainAll());
+  EXPECT_TRUE(backend->AllBackOnce()) << "an object was lost or returned twice";
+  slab.Release();
+}
+
 // Growth off (the maximum at or below the base): the budget never moves.
 TEST_F(PinnedCpuCache, BudgetStaysPutWhenGrowthIsOff) {
   rseq::PercpuSlab slab;
