@@ -156,11 +156,7 @@ int TransferCache::Give(int n) {
   int given = 0;
   while (given < n) {
     lock_.Lock();
-    int take = count_ < kBite ? count_ : kBite;
-    if (take > n - given) take = n - given;
-    CopyBatch(buf, Top(), take);
-    SetCount(count_ - take);
-    if (count_ < low_water_) low_water_ = count_;
+    int take = TakeLocked(buf, n - given < kBite ? n - given : kBite);
     lock_.Unlock();
     if (take == 0) break;
     central_->InsertRange(buf, take);
