@@ -19,11 +19,12 @@ namespace rseqmalloc::bench {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: producer_consumer [--threads N] [--size SIZE] [--ms MILLISECONDS]\n"
+    "usage: producer_consumer [--threads N] [--size SIZE] [--ring SLOTS] [--ms MILLISECONDS]\n"
     "  N/2 producer-consumer pairs (N even, at least 2). SIZE as for pair\n"
-    "  (default 64).\n";
+    "  (default 64). SLOTS (a power of two, default 1024) bounds the objects in\n"
+    "  flight per pair: a deep ring lets freed objects go cold in cache before\n"
+    "  they are allocated again.\n";
 
-constexpr uint64_t kRingSlots = 1024;  // power of two
 constexpr int kSizeTable = 1024;
 
 // One producer and one consumer; head and tail on their own cache lines.
@@ -31,7 +32,9 @@ struct alignas(64) Ring {
   alignas(64) std::atomic<uint64_t> head{0};  // next slot to fill (producer)
   alignas(64) std::atomic<uint64_t> tail{0};  // next slot to drain (consumer)
   alignas(64) std::atomic<bool> producer_done{false};
-  void* slots[kRingSlots];
+  explicit Ring(uint64_t n) : size(n), slots(new void*[n]) {}
+  const uint64_t size;  // power of two
+  std::unique_ptr<void*[]> slots;
 };
 
 uint64_t Produce(Ring& ring, const std::vector<size_t>& sizes, const std::atomic<bool>& stop) {
@@ -39,7 +42,7 @@ uint64_t Produce(Ring& ring, const std::vector<size_t>& sizes, const std::atomic
   uint64_t n = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     // Wait for room: the consumer may be descheduled on an oversubscribed box.
-    while (head - ring.tail.load(std::memory_order_acquire) == kRingSlots) {
+    while (head - ring.tail.load(std::memory_order_acquire) == ring.size) {
       if (stop.load(std::memory_order_relaxed)) goto done;
       std::this_thread::yield();
     }
@@ -48,7 +51,7 @@ uint64_t Produce(Ring& ring, const std::vector<size_t>& sizes, const std::atomic
       auto* p = static_cast<uint64_t*>(malloc(size < 8 ? 8 : size));
       if (p == nullptr) abort();
       *p = size;
-      ring.slots[head % kRingSlots] = p;
+      ring.slots[head & (ring.size - 1)] = p;
       ring.head.store(++head, std::memory_order_release);
       ++n;
     }
@@ -74,7 +77,7 @@ uint64_t Consume(Ring& ring) {
       continue;
     }
     while (tail != head) {
-      auto* p = static_cast<uint64_t*>(ring.slots[tail % kRingSlots]);
+      auto* p = static_cast<uint64_t*>(ring.slots[tail & (ring.size - 1)]);
       checksum += *p;
       free(p);
       ++tail;
@@ -90,15 +93,19 @@ int Main(int argc, char** argv) {
   Options options(argc, argv, kUsage);
   int threads = static_cast<int>(options.Int("threads", 2));
   SizeDist dist = options.Size("size", "64");
+  int64_t ring_slots = options.Int("ring", 1024);
   double seconds = static_cast<double>(options.Int("ms", 500)) / 1000.0;
   options.Finish();
   if (threads < 2 || threads % 2 != 0) options.Fail("--threads must be even and at least 2");
+  if (ring_slots < 1 || (ring_slots & (ring_slots - 1)) != 0) {
+    options.Fail("--ring must be a power of two");
+  }
 
   int pairs = threads / 2;
   std::vector<std::unique_ptr<Ring>> rings;
   std::vector<std::vector<size_t>> sizes(pairs);
   for (int i = 0; i < pairs; ++i) {
-    rings.push_back(std::make_unique<Ring>());
+    rings.push_back(std::make_unique<Ring>(static_cast<uint64_t>(ring_slots)));
     Rng rng(i + 1);
     for (int k = 0; k < kSizeTable; ++k) sizes[i].push_back(dist.Next(rng));
   }

@@ -31,6 +31,13 @@ for bin in "$@"; do
   "$bin" --no-such-option 1 >/dev/null 2>&1
   rc=$?
   [ "$rc" -eq 2 ] || { echo "FAIL $name: bad option gave rc=$rc, want 2"; fail=1; }
+  if [ "$name" = producer_consumer ]; then
+    "$bin" --ring 1000 >/dev/null 2>&1
+    rc=$?
+    [ "$rc" -eq 2 ] || { echo "FAIL $name: --ring 1000 gave rc=$rc, want 2"; fail=1; }
+    "$bin" --threads 2 --ring 8 --ms 30 | grep -q ' ring=8 ' ||
+      { echo "FAIL $name: --ring 8 did not run"; fail=1; }
+  fi
   echo "ok $name: $line"
 done
 exit $fail

@@ -3,6 +3,7 @@
 #include <atomic>
 
 #include "allocator/base/clock.h"
+#include "allocator/base/prefetch.h"
 #include "allocator/central/central_heap.h"
 #include "allocator/frontend/to_central.h"
 #include "allocator/base/spinlock.h"
@@ -353,6 +354,7 @@ bool CpuCache::Init(uint64_t budget_bytes, uint64_t max_budget_bytes) {
   budget_bytes_ = budget_bytes;
   max_budget_bytes_ = max_budget_bytes > budget_bytes ? max_budget_bytes : budget_bytes;
   growth_pool_bytes_ = kGrowthPoolBudgets * budget_bytes;
+  prefetch_refills_ = CpuHasPrefetchW();
   for (int id = 0; id < ids; ++id) states[id].budget_bytes = budget_bytes;
   ids_ = states;
   num_ids_ = slab_->num_ids();
@@ -393,6 +395,12 @@ void* CpuCache::Refill(uint32_t cls) {
   // which a call about to return ENOMEM can afford.
   if (n == 0 && DrainAll()) n = backend_->RemoveBatch(cls, batch, static_cast<int>(fetch));
   if (n == 0) return nullptr;
+  // The batch comes from other CPUs, or from spans not touched for a
+  // while: ask for all its lines now, so that the misses overlap instead
+  // of stalling the program's first store to each block in turn.
+  if (prefetch_refills_) {
+    for (int i = 0; i < n; ++i) PrefetchForWrite(batch[i]);
+  }
   // batch[0] is handed out now and batch[1] must be the next pop (batches
   // are in pop order: transfer_cache.cc); the slab takes items bottom
   // first, so the rest goes in reversed. Pushing it as it came moved one

@@ -203,6 +203,7 @@ class CpuCache {
   uint64_t budget_bytes_ = 0;
   uint64_t max_budget_bytes_ = 0;
   uint64_t growth_pool_bytes_ = 0;
+  bool prefetch_refills_ = false;  // the CPU has PREFETCHW (prefetch.h)
   std::atomic<uint64_t> growth_used_bytes_{0};
   Clock clock_ = &PreciseNowNs;
   std::atomic<int64_t> next_idle_scan_ns_{0};

@@ -67,6 +67,12 @@ WORKLOADS = [
              "ops_per_sec", True, ["--ms", "300", "--size", "16-1024"],
              ["--ms", "100", "--size", "16-1024"], threads=_even,
              binary="producer_consumer"),
+    Workload("producer_consumer_deep",
+             "producer_consumer with up to 262144 blocks of 64 B in flight per pair: "
+             "blocks come back cold",
+             "ops_per_sec", True, ["--ms", "300", "--size", "64", "--ring", "262144"],
+             ["--ms", "100", "--size", "64", "--ring", "65536"], threads=_even,
+             binary="producer_consumer"),
     Workload("exchange", "threads pass batches of 64 blocks of 16 B-16 KiB around a ring",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"], threads=_at_least_two),
     Workload("working_set", "shared set of 4096 blocks of 16 B-1 KiB, replaced by any thread",
@@ -81,7 +87,7 @@ WORKLOADS = [
     Workload("batch_%d" % k, "each thread allocates %d blocks of 64 B, then frees them" % k,
              "ops_per_sec", True, ["--ms", "300", "--count", str(k)],
              ["--ms", "100", "--count", str(k)], binary="batch")
-    for k in (100, 1000, 10000)
+    for k in (100, 1000, 10000, 100000)
 ] + [
     Workload("bursts", "rings of 200000 blocks filled in bursts of one size (8 B-128 KiB), "
              "four fifths freed at a time",
