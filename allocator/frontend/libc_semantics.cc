@@ -63,12 +63,14 @@ void* Realloc(void* p, size_t size) {
     ReportInvalidPointer("realloc(): invalid pointer", p);
     return Fail(EINVAL);
   }
-  size_t usable = CheckedUsableSize(p);
   if (cls != kLargeClass) {
     // Same class: stay, so a sized free of the new size finds the class.
+    // (Most calls of a buffer grown a few bytes at a time end here, so the
+    // class alone answers: no second look at the pagemap.)
     if (size <= kMaxSmallSize && SizeToClass(size) == cls) return p;
-    return MoveBlock(p, usable, size);
+    return MoveBlock(p, ClassToSize(cls), size);
   }
+  size_t usable = UsableSize(p);
   if (size <= kMaxSmallSize) return MoveBlock(p, usable, size);
   // A large block shrinks in place and grows into the free pages after it.
   if (ResizeLargeBlock(p, size)) return p;
