@@ -171,6 +171,8 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
 
 void FreeSlowReclassified(void* p) noexcept { FreeSlow(p, RawClassOf(p)); }
 
+void FreeWithLeafClass(void* p) noexcept { FreeWithClass(p, RawClassOf(p)); }
+
 void* AllocateAligned(size_t size, size_t align) noexcept {
   uint32_t cls = ClassFor(size, align);
   if (cls != 0) return AllocateClass(cls);

@@ -83,12 +83,21 @@ void* AllocateAligned(size_t size, size_t align) noexcept;
 // (cpu_cache.cc), so their push fails and FreeSlow classifies the pointer.
 //
 // The miss looks the class up again rather than keep it alive across the
-// section: the hit path then needs it in one register, not two.
+// section: the hit path then needs it in one register, not two. A pointer
+// the pagemap's flat class array does not cover (all of them when the
+// array could not be reserved, pagemap.h) takes the same push out of line,
+// after the leaf lookup: a tail call, so the hit path saves no register.
 [[gnu::noinline, gnu::cold]] void FreeSlowReclassified(void* p) noexcept;
+[[gnu::always_inline]] inline void FreeWithClass(void* p, uint32_t cls) {
+  g_cpu_slab.Push(cls, p, [p]() __attribute__((always_inline)) { FreeSlowReclassified(p); });
+}
+[[gnu::noinline]] void FreeWithLeafClass(void* p) noexcept;
 [[gnu::always_inline]] inline void Free(void* p) {
-  g_cpu_slab.Push(RawClassOf(p), p, [p]() __attribute__((always_inline)) {
-    FreeSlowReclassified(p);
-  });
+  uint32_t cls;
+  if (__builtin_expect(!g_pagemap.FlatClassOf(reinterpret_cast<uintptr_t>(p), &cls), 0)) {
+    return FreeWithLeafClass(p);
+  }
+  FreeWithClass(p, cls);
 }
 
 // free_sized / sized delete: `size` is what was asked for. The class comes

@@ -1,25 +1,54 @@
 #include "allocator/pages/pagemap.h"
 
+#include <cstddef>
+
 #include "allocator/pages/system.h"
 
 namespace rseqmalloc::internal {
 
 constinit PageMap g_pagemap;
 
+uint32_t PageMap::ClassInLeaf(uintptr_t page) const {
+  const Leaf* leaf = LeafFor(page);
+  if (leaf == nullptr) return 0;
+  return __atomic_load_n(&leaf->classes[page & (kLeafLength - 1)], __ATOMIC_RELAXED);
+}
+
+// Once per map, before the first leaf (so before any SetClass); racing
+// callers wait for the first one's answer.
+void PageMap::ChooseClassBytes() {
+  int state = 0;
+  if (class_bytes_state_.compare_exchange_strong(state, 1, std::memory_order_acquire)) {
+    void* flat = leaves_only_ ? nullptr : SystemReserveSparse(kFlatClassBytes);
+    if (flat != nullptr) {
+      flat_classes_ = static_cast<uint8_t*>(flat);
+      __atomic_store_n(&flat_pages_, kFlatClassBytes, __ATOMIC_RELEASE);
+    }
+    class_bytes_state_.store(2, std::memory_order_release);
+    return;
+  }
+  while (class_bytes_state_.load(std::memory_order_acquire) != 2) {
+  }
+}
+
 bool PageMap::Ensure(uintptr_t first_page, size_t n) {
   if (n == 0) return true;
   uintptr_t last_page = first_page + n - 1;
   if (last_page < first_page || (last_page >> kLeafBits) >= kRootLength) return false;
+  if (class_bytes_state_.load(std::memory_order_acquire) != 2) ChooseClassBytes();
   for (uintptr_t i = first_page >> kLeafBits; i <= (last_page >> kLeafBits); ++i) {
     if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
-    void* mem = SystemMapMetadata(sizeof(Leaf));
+    // A leaf the flat array covers never uses its class bytes: they stay
+    // unmapped (flat_pages_ is a multiple of kLeafLength).
+    size_t bytes = (i << kLeafBits) < flat_pages_ ? offsetof(Leaf, classes) : sizeof(Leaf);
+    void* mem = SystemMapMetadata(bytes);
     if (mem == nullptr) return false;
     Leaf* expected = nullptr;
     if (root_[i].compare_exchange_strong(expected, static_cast<Leaf*>(mem),
                                          std::memory_order_acq_rel)) {
       leaf_bytes_.fetch_add(sizeof(Leaf), std::memory_order_relaxed);
     } else {
-      SystemUnmapMetadata(mem, sizeof(Leaf));  // another heap won the race
+      SystemUnmapMetadata(mem, bytes);  // another heap won the race
     }
   }
   return true;

@@ -1,16 +1,28 @@
-// Page number -> (Span*, size class), a two-level radix tree over 48-bit
-// addresses with 8 KiB pages (35-bit page numbers).
+// Page number -> (Span*, size class) over 48-bit addresses with 8 KiB pages
+// (35-bit page numbers).
 //
+// Spans: a two-level radix tree.
 //   root: 2^17 leaf pointers, a 1 MiB array in BSS (only touched entries
 //         cost memory);
-//   leaf: 2^18 Span pointers plus a parallel 2^18-byte class array, covering
-//         2 GiB of address space; mapped lazily (MAP_NORESERVE, counted as
-//         metadata) the first time the page heap grows into its range.
+//   leaf: 2^18 Span pointers covering 2 GiB of address space; mapped lazily
+//         (MAP_NORESERVE, counted as metadata) the first time the page heap
+//         grows into its range.
 //
-// The class array is what free() reads: ClassOfAddress is two dependent
-// loads (root entry, class byte) and never faults, for any pointer. Its
-// values: 0 = nothing of ours starts here, 1..kNumClasses-1 = a page of a
-// small-object span, kLargeClass = the first page of an in-use large span.
+// Classes: what free() reads, so the fewer dependent loads the better. One
+// flat byte array indexed by page number over the 47-bit user address space
+// (2^34 bytes: 16 GiB of address space reserved with MAP_NORESERVE at the
+// first Ensure; a page of it becomes resident only where the heap has
+// pages, 4 KiB per 32 MiB of heap, and reads elsewhere see the zero page).
+// ClassOfAddress is then one load after a bound check. Where that much
+// address space must not be taken -- RLIMIT_AS is set, or the kernel
+// refuses (vm.overcommit_memory=2 ignores MAP_NORESERVE) -- the class bytes
+// live in a 2^18-byte array at the end of each leaf instead, and the lookup
+// takes the out-of-line leaf path (two dependent loads and a call). Pages
+// above the flat array's end (never ours on x86-64's 47-bit user space)
+// always use the leaves. Either way ClassOfAddress never faults, for any
+// pointer. Values: 0 = nothing of ours starts here, 1..kNumClasses-1 = a
+// page of a small-object span, kLargeClass = the first page of an in-use
+// large span.
 //
 // Writers hold the owning page heap's lock; readers need none. Entries are
 // accessed with relaxed atomics (plain moves on x86-64) so that a racy lookup
@@ -34,15 +46,23 @@ inline constexpr int kLeafBits = 18;
 inline constexpr int kRootBits = kPageNumberBits - kLeafBits;
 inline constexpr size_t kLeafLength = size_t{1} << kLeafBits;
 inline constexpr size_t kRootLength = size_t{1} << kRootBits;
+inline constexpr int kFlatClassPageBits = 47 - static_cast<int>(kPageShift);
+inline constexpr size_t kFlatClassBytes = size_t{1} << kFlatClassPageBits;
+static_assert(kFlatClassPageBits >= kLeafBits && kFlatClassPageBits <= kPageNumberBits,
+              "the flat class array covers whole leaves of the radix tree");
 
 class PageMap {
  public:
   struct Leaf {
     Span* spans[kLeafLength];
-    uint8_t classes[kLeafLength];
+    uint8_t classes[kLeafLength];  // only mapped, and used, without the flat array
   };
 
+  // Where the class bytes live; kFlatUnlessRefused decides at the first Ensure.
+  enum class ClassBytes { kFlatUnlessRefused, kInLeaves };
+
   constexpr PageMap() = default;
+  explicit constexpr PageMap(ClassBytes where) : leaves_only_(where == ClassBytes::kInLeaves) {}
   PageMap(const PageMap&) = delete;
   PageMap& operator=(const PageMap&) = delete;
 
@@ -60,10 +80,17 @@ class PageMap {
 
   // Raw class byte of the page holding addr; 0 when unknown.
   uint32_t ClassOfAddress(uintptr_t addr) const {
-    const Leaf* leaf = LeafFor(addr >> kPageShift);
-    if (__builtin_expect(leaf == nullptr, 0)) return 0;
-    return __atomic_load_n(&leaf->classes[(addr >> kPageShift) & (kLeafLength - 1)],
-                           __ATOMIC_RELAXED);
+    uint32_t cls;
+    return FlatClassOf(addr, &cls) ? cls : ClassInLeaf(addr >> kPageShift);
+  }
+  // The same, when the flat array covers addr (true); false sends the caller
+  // to ClassOfAddress. For free()'s fast path, which keeps the leaf lookup
+  // (and the call it makes) out of line.
+  [[gnu::always_inline]] bool FlatClassOf(uintptr_t addr, uint32_t* cls) const {
+    uintptr_t page = addr >> kPageShift;
+    if (__builtin_expect(page >= flat_pages_, 0)) return false;
+    *cls = __atomic_load_n(&flat_classes_[page], __ATOMIC_RELAXED);
+    return true;
   }
 
   // The page's leaf must exist (Ensure).
@@ -72,11 +99,16 @@ class PageMap {
                      __ATOMIC_RELAXED);
   }
   void SetClass(uintptr_t page, uint32_t cls) {
-    __atomic_store_n(&MutableLeafFor(page)->classes[page & (kLeafLength - 1)],
-                     static_cast<uint8_t>(cls), __ATOMIC_RELAXED);
+    uint8_t* byte = page < flat_pages_ ? &flat_classes_[page]
+                                       : &MutableLeafFor(page)->classes[page & (kLeafLength - 1)];
+    __atomic_store_n(byte, static_cast<uint8_t>(cls), __ATOMIC_RELAXED);
   }
 
+  // Address space of the leaves and of the parts of the flat class array
+  // that cover them (kLeafLength bytes per leaf): what can become resident.
   uint64_t leaf_bytes() const { return leaf_bytes_.load(std::memory_order_relaxed); }
+  // Whether the class bytes are in the flat array (decided at the first Ensure).
+  bool flat_classes() const { return __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE) != 0; }
 
  private:
   const Leaf* LeafFor(uintptr_t page) const {
@@ -87,7 +119,15 @@ class PageMap {
   Leaf* MutableLeafFor(uintptr_t page) {
     return root_[page >> kLeafBits].load(std::memory_order_relaxed);
   }
+  [[gnu::noinline]] uint32_t ClassInLeaf(uintptr_t page) const;
+  void ChooseClassBytes();
 
+  // Published in this order: flat_classes_, then flat_pages_ (release); 0
+  // pages until the flat array exists, and for ever without one.
+  uint8_t* flat_classes_ = nullptr;
+  uintptr_t flat_pages_ = 0;
+  std::atomic<int> class_bytes_state_{0};  // 0 undecided, 1 deciding, 2 decided
+  bool leaves_only_ = false;
   std::atomic<Leaf*> root_[kRootLength] = {};
   std::atomic<uint64_t> leaf_bytes_{0};
 };

@@ -1,6 +1,7 @@
 #include "allocator/pages/system.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -136,6 +137,15 @@ void* SystemMapMetadata(size_t bytes) {
   void* p = mmap(nullptr, bytes, kProt, kFlags, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   g_metadata.fetch_add(bytes, std::memory_order_relaxed);
+  return p;
+}
+
+void* SystemReserveSparse(size_t bytes) {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur != RLIM_INFINITY) return nullptr;
+  void* p = mmap(nullptr, bytes, kProt, kFlags, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  madvise(p, bytes, MADV_NOHUGEPAGE);  // advice only: failing it changes nothing
   return p;
 }
 

@@ -57,6 +57,13 @@ bool SystemRelease(void* p, size_t bytes);
 // zeroed, untouched until used. nullptr on failure.
 void* SystemMapMetadata(size_t bytes);
 void SystemUnmapMetadata(void* p, size_t bytes);
+// A large reservation of which only scattered pages will ever be written
+// (the pagemap's flat class array): MAP_NORESERVE, no transparent huge
+// pages (one written byte must not make 2 MiB resident), not counted in
+// SystemStats (the user counts what it covers). nullptr when the process
+// has an address-space limit (RLIMIT_AS: the reservation would eat it) or
+// the kernel refuses.
+void* SystemReserveSparse(size_t bytes);
 // Gives back the whole OS pages inside [p, p + bytes), part of such a
 // mapping (they read as zero afterwards; the partial pages at either end
 // stay). Not counted as heap memory released.

@@ -15,6 +15,7 @@
 #include "allocator/frontend/thread_cache.h"
 #include "allocator/frontend/reentrant_blocks.h"
 #include "allocator/frontend/reentry.h"
+#include "allocator/pages/pagemap.h"
 #include "allocator/base/spinlock.h"
 #include "rseq/restarts.h"
 
@@ -268,6 +269,13 @@ void PrintStatsReport(int fd) {
   Line(line, "resident (RSS)", s.resident_bytes, fd);
   line.Str("    (total mapped is address space; pages never touched or returned to the OS\n"
            "     are not resident, the program's stacks, code and libraries are)\n").Flush(fd);
+  // Not in total mapped: of its 16 GiB only what covers the heap is ever
+  // touched, and that part is in "metadata".
+  line.Str(g_pagemap.flat_classes()
+               ? "  class map: flat (16 GiB of address space reserved, untouched but where it "
+                 "covers the heap)\n"
+               : "  class map: in the pagemap's leaves (the flat array was not reserved: "
+                 "RLIMIT_AS is set, or the kernel refused)\n").Flush(fd);
   if (s.front_end_hits != 0) {
     uint64_t calls = s.front_end_hits + s.front_end_misses;
     line.Str("  front-end hit rate          ")
