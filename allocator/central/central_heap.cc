@@ -63,6 +63,7 @@ size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) 
 [[gnu::noinline, gnu::cold]] void InitSlow() {
   SpinLockHolder h(&g_init_lock);
   if (g_initialized.load(std::memory_order_relaxed)) return;
+  g_pagemap.ChooseClassBytes();  // before any heap mapping (pagemap.h)
   g_transfer_shards = CountTransferShards();
   size_t total_slots = 0;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {

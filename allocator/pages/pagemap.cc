@@ -17,6 +17,7 @@ uint32_t PageMap::ClassInLeaf(uintptr_t page) const {
 // Once per map, before the first leaf (so before any SetClass); racing
 // callers wait for the first one's answer.
 void PageMap::ChooseClassBytes() {
+  if (class_bytes_state_.load(std::memory_order_acquire) == 2) return;
   int state = 0;
   if (class_bytes_state_.compare_exchange_strong(state, 1, std::memory_order_acquire)) {
     void* flat = leaves_only_ ? nullptr : SystemReserveSparse(kFlatClassBytes);
@@ -40,7 +41,11 @@ bool PageMap::Ensure(uintptr_t first_page, size_t n) {
     if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
     // A leaf the flat array covers never uses its class bytes: they stay
     // unmapped (flat_pages_ is a multiple of kLeafLength).
-    size_t bytes = (i << kLeafBits) < flat_pages_ ? offsetof(Leaf, classes) : sizeof(Leaf);
+    bool flat = (i << kLeafBits) < flat_pages_;
+    // The flat array's part for this leaf becomes writable first (racing
+    // callers both do it; it is idempotent): SetClass may follow at once.
+    if (flat && !SystemMakeWritable(flat_classes_ + (i << kLeafBits), kLeafLength)) return false;
+    size_t bytes = flat ? offsetof(Leaf, classes) : sizeof(Leaf);
     void* mem = SystemMapMetadata(bytes);
     if (mem == nullptr) return false;
     Leaf* expected = nullptr;

@@ -10,14 +10,15 @@
 //
 // Classes: what free() reads, so the fewer dependent loads the better. One
 // flat byte array indexed by page number over the 47-bit user address space
-// (2^34 bytes: 16 GiB of address space reserved with MAP_NORESERVE at the
-// first Ensure; a page of it becomes resident only where the heap has
-// pages, 4 KiB per 32 MiB of heap, and reads elsewhere see the zero page).
-// ClassOfAddress is then one load after a bound check. Where that much
-// address space must not be taken -- RLIMIT_AS is set, or the kernel
-// refuses (vm.overcommit_memory=2 ignores MAP_NORESERVE) -- the class bytes
-// live in a 2^18-byte array at the end of each leaf instead, and the lookup
-// takes the out-of-line leaf path (two dependent loads and a call). Pages
+// (2^34 bytes: 16 GiB of address space reserved read-only at the first
+// Ensure, so that it is charged to no commit limit; Ensure makes the 256 KiB
+// covering each leaf writable. A page of it becomes resident only where the
+// heap has pages, 4 KiB per 32 MiB of heap, and reads elsewhere see the
+// zero page). ClassOfAddress is then one load after a bound check. Where
+// that much address space must not be taken -- RLIMIT_AS is set, or the
+// kernel refuses -- the class bytes live in a 2^18-byte array at the end of
+// each leaf instead, and the lookup takes the out-of-line leaf path (two
+// dependent loads and a call). Pages
 // above the flat array's end (never ours on x86-64's 47-bit user space)
 // always use the leaves. Either way ClassOfAddress never faults, for any
 // pointer. Values: 0 = nothing of ours starts here, 1..kNumClasses-1 = a
@@ -65,6 +66,14 @@ class PageMap {
   explicit constexpr PageMap(ClassBytes where) : leaves_only_(where == ClassBytes::kInLeaves) {}
   PageMap(const PageMap&) = delete;
   PageMap& operator=(const PageMap&) = delete;
+
+  // Reserves the flat class array, or decides to do without (once; the
+  // first Ensure does it otherwise). Call it before the heap maps its first
+  // memory: mapped later, the 16 GiB would sit between the heap's first
+  // mapping and the next, which the kernel would otherwise place next to
+  // each other, and a large block grows in place only into pages adjacent
+  // to it (realloc growing a buffer to 64 MiB moved it once more per cycle).
+  void ChooseClassBytes();
 
   // Makes sure leaves exist for pages [first_page, first_page + n). Safe to
   // call concurrently. False if a leaf could not be mapped or the range is
@@ -120,7 +129,6 @@ class PageMap {
     return root_[page >> kLeafBits].load(std::memory_order_relaxed);
   }
   [[gnu::noinline]] uint32_t ClassInLeaf(uintptr_t page) const;
-  void ChooseClassBytes();
 
   // Published in this order: flat_classes_, then flat_pages_ (release); 0
   // pages until the flat array exists, and for ever without one.

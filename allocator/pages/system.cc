@@ -143,11 +143,13 @@ void* SystemMapMetadata(size_t bytes) {
 void* SystemReserveSparse(size_t bytes) {
   struct rlimit limit;
   if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur != RLIM_INFINITY) return nullptr;
-  void* p = mmap(nullptr, bytes, kProt, kFlags, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ, kFlags, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   madvise(p, bytes, MADV_NOHUGEPAGE);  // advice only: failing it changes nothing
   return p;
 }
+
+bool SystemMakeWritable(void* p, size_t bytes) { return mprotect(p, bytes, kProt) == 0; }
 
 void SystemUnmapMetadata(void* p, size_t bytes) {
   if (munmap(p, bytes) == 0) g_metadata.fetch_sub(bytes, std::memory_order_relaxed);

@@ -58,12 +58,18 @@ bool SystemRelease(void* p, size_t bytes);
 void* SystemMapMetadata(size_t bytes);
 void SystemUnmapMetadata(void* p, size_t bytes);
 // A large reservation of which only scattered pages will ever be written
-// (the pagemap's flat class array): MAP_NORESERVE, no transparent huge
-// pages (one written byte must not make 2 MiB resident), not counted in
-// SystemStats (the user counts what it covers). nullptr when the process
-// has an address-space limit (RLIMIT_AS: the reservation would eat it) or
-// the kernel refuses.
+// (the pagemap's flat class array). It is mapped read-only -- every byte
+// reads as zero, and a read-only private mapping is not charged against the
+// commit limit even under vm.overcommit_memory=2 -- and the user makes the
+// parts it writes writable with SystemMakeWritable, which charges them. No
+// transparent huge pages (one written byte must not make 2 MiB resident);
+// not counted in SystemStats (the user counts what it makes writable).
+// nullptr when the process has an address-space limit (RLIMIT_AS: the
+// reservation would eat it) or the kernel refuses.
 void* SystemReserveSparse(size_t bytes);
+// [p, p + bytes), page-aligned and inside a SystemReserveSparse reservation,
+// becomes writable. False when the kernel refuses (commit limit).
+bool SystemMakeWritable(void* p, size_t bytes);
 // Gives back the whole OS pages inside [p, p + bytes), part of such a
 // mapping (they read as zero afterwards; the partial pages at either end
 // stay). Not counted as heap memory released.

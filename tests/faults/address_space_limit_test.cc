@@ -28,15 +28,18 @@ constexpr unsigned long long kFlatClassBytes = 1ull << 34;
 // Finite but far above what the workload needs: any finite limit must do.
 constexpr rlim_t kLimit = rlim_t{64} << 30;
 
-// Whether a mapping of at least the flat class array's size exists.
+// Whether contiguous mappings of at least the flat class array's size exist
+// (the array is one reservation, split where parts became writable).
 bool HasFlatClassArray() {
   FILE* maps = fopen("/proc/self/maps", "r");
   if (maps == nullptr) return false;
   bool found = false;
-  unsigned long long begin, end;
+  unsigned long long begin, end, run_begin = 0, run_end = 0;
   char rest[512];
   while (fscanf(maps, "%llx-%llx", &begin, &end) == 2) {
-    if (end - begin >= kFlatClassBytes) found = true;
+    if (begin != run_end) run_begin = begin;
+    run_end = end;
+    if (run_end - run_begin >= kFlatClassBytes) found = true;
     if (fgets(rest, sizeof(rest), maps) == nullptr) break;
   }
   fclose(maps);
