@@ -20,10 +20,18 @@ void PageMap::ChooseClassBytes() {
   if (class_bytes_state_.load(std::memory_order_acquire) == 2) return;
   int state = 0;
   if (class_bytes_state_.compare_exchange_strong(state, 1, std::memory_order_acquire)) {
-    void* flat = leaves_only_ ? nullptr : SystemReserveSparse(kFlatClassBytes);
+    void* flat = leaves_only_ ? nullptr : SystemReserveSparse(kFlatClassPages);
     if (flat != nullptr) {
+      // The window: centred on the array, in whole leaves, inside the
+      // 47-bit user address space.
+      uintptr_t centre = reinterpret_cast<uintptr_t>(flat) >> kPageShift;
+      uintptr_t first = centre > kFlatClassPages / 2 ? centre - kFlatClassPages / 2 : 0;
+      first &= ~(uintptr_t{kLeafLength} - 1);
+      uintptr_t user_pages = uintptr_t{1} << (47 - kPageShift);
+      if (first + kFlatClassPages > user_pages) first = user_pages - kFlatClassPages;
       flat_classes_ = static_cast<uint8_t*>(flat);
-      __atomic_store_n(&flat_pages_, kFlatClassBytes, __ATOMIC_RELEASE);
+      flat_first_page_ = first;
+      __atomic_store_n(&flat_pages_, kFlatClassPages, __ATOMIC_RELEASE);
     }
     class_bytes_state_.store(2, std::memory_order_release);
     return;
@@ -40,11 +48,12 @@ bool PageMap::Ensure(uintptr_t first_page, size_t n) {
   for (uintptr_t i = first_page >> kLeafBits; i <= (last_page >> kLeafBits); ++i) {
     if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
     // A leaf the flat array covers never uses its class bytes: they stay
-    // unmapped (flat_pages_ is a multiple of kLeafLength).
-    bool flat = (i << kLeafBits) < flat_pages_;
+    // unmapped (the window is made of whole leaves).
+    uintptr_t in_window = (i << kLeafBits) - flat_first_page_;
+    bool flat = in_window < flat_pages_;
     // The flat array's part for this leaf becomes writable first (racing
     // callers both do it; it is idempotent): SetClass may follow at once.
-    if (flat && !SystemMakeWritable(flat_classes_ + (i << kLeafBits), kLeafLength)) return false;
+    if (flat && !SystemMakeWritable(flat_classes_ + in_window, kLeafLength)) return false;
     size_t bytes = flat ? offsetof(Leaf, classes) : sizeof(Leaf);
     void* mem = SystemMapMetadata(bytes);
     if (mem == nullptr) return false;

@@ -8,27 +8,23 @@
 //         (MAP_NORESERVE, counted as metadata) the first time the page heap
 //         grows into its range.
 //
-// Classes: what free() reads, so the fewer dependent loads the better. One
-// flat byte array indexed by page number over the 47-bit user address space
-// (2^34 bytes: 16 GiB of address space reserved read-only at the first
-// Ensure, so that it is charged to no commit limit; Ensure makes the 256 KiB
+// Classes: what free() reads, so the fewer dependent loads the better. A
+// flat byte array indexed by page number over a window of 1 TiB of address
+// space centred on the array itself (2^27 bytes: 128 MiB of address space,
+// reserved read-only when the central heap starts, before the heap maps any
+// memory, so that it is charged to no commit limit; Ensure makes the 256 KiB
 // covering each leaf writable. A page of it becomes resident only where the
-// heap has pages, 4 KiB per 32 MiB of heap, and reads elsewhere see the
-// zero page). ClassOfAddress is then one load after a bound check. Where
-// that much address space must not be taken -- RLIMIT_AS is set, or the
-// kernel refuses -- the class bytes live in a 2^18-byte array at the end of
-// each leaf instead, and the lookup takes the out-of-line leaf path (two
-// dependent loads and a call). Pages
-// above the flat array's end (never ours on x86-64's 47-bit user space)
-// always use the leaves. Either way ClassOfAddress never faults, for any
-// pointer. Values: 0 = nothing of ours starts here, 1..kNumClasses-1 = a
-// page of a small-object span, kLargeClass = the first page of an in-use
-// large span.
-//
-// Writers hold the owning page heap's lock; readers need none. Entries are
-// accessed with relaxed atomics (plain moves on x86-64) so that a racy lookup
-// of a bogus pointer is merely a wrong answer, not undefined behaviour; a
-// leaf pointer is published with release and read with acquire.
+// heap has pages, 4 KiB per 32 MiB of heap, and reads elsewhere see the zero
+// page). The kernel places mappings next to each other, top-down, so the
+// heap's mappings fall in the window unless the process maps more than
+// about 512 GiB below it. ClassOfAddress is then one load after a bound
+// check. Pages outside the window, and every page where the array could
+// not be reserved (RLIMIT_AS is set, or the kernel refused), keep their
+// class bytes in a 2^18-byte array at the end of their leaf, and the lookup
+// takes the out-of-line leaf path (two dependent loads and a call). Either
+// way ClassOfAddress never faults, for any pointer. Values: 0 = nothing of
+// ours starts here, 1..kNumClasses-1 = a page of a small-object span,
+// kLargeClass = the first page of an in-use large span.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_PAGEMAP_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_PAGEMAP_H_
 
@@ -47,9 +43,9 @@ inline constexpr int kLeafBits = 18;
 inline constexpr int kRootBits = kPageNumberBits - kLeafBits;
 inline constexpr size_t kLeafLength = size_t{1} << kLeafBits;
 inline constexpr size_t kRootLength = size_t{1} << kRootBits;
-inline constexpr int kFlatClassPageBits = 47 - static_cast<int>(kPageShift);
-inline constexpr size_t kFlatClassBytes = size_t{1} << kFlatClassPageBits;
-static_assert(kFlatClassPageBits >= kLeafBits && kFlatClassPageBits <= kPageNumberBits,
+inline constexpr int kFlatClassPageBits = 40 - static_cast<int>(kPageShift);
+inline constexpr size_t kFlatClassPages = size_t{1} << kFlatClassPageBits;
+static_assert(kFlatClassPageBits > kLeafBits && kFlatClassPageBits < kPageNumberBits,
               "the flat class array covers whole leaves of the radix tree");
 
 class PageMap {
@@ -69,7 +65,7 @@ class PageMap {
 
   // Reserves the flat class array, or decides to do without (once; the
   // first Ensure does it otherwise). Call it before the heap maps its first
-  // memory: mapped later, the 16 GiB would sit between the heap's first
+  // memory: mapped later, the array would sit between the heap's first
   // mapping and the next, which the kernel would otherwise place next to
   // each other, and a large block grows in place only into pages adjacent
   // to it (realloc growing a buffer to 64 MiB moved it once more per cycle).
@@ -96,9 +92,10 @@ class PageMap {
   // to ClassOfAddress. For free()'s fast path, which keeps the leaf lookup
   // (and the call it makes) out of line.
   [[gnu::always_inline]] bool FlatClassOf(uintptr_t addr, uint32_t* cls) const {
-    uintptr_t page = addr >> kPageShift;
-    if (__builtin_expect(page >= flat_pages_, 0)) return false;
-    *cls = __atomic_load_n(&flat_classes_[page], __ATOMIC_RELAXED);
+    uintptr_t pages = __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE);  // then the rest
+    uintptr_t i = (addr >> kPageShift) - flat_first_page_;  // wraps below the window
+    if (__builtin_expect(i >= pages, 0)) return false;
+    *cls = __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
     return true;
   }
 
@@ -108,16 +105,25 @@ class PageMap {
                      __ATOMIC_RELAXED);
   }
   void SetClass(uintptr_t page, uint32_t cls) {
-    uint8_t* byte = page < flat_pages_ ? &flat_classes_[page]
-                                       : &MutableLeafFor(page)->classes[page & (kLeafLength - 1)];
+    uintptr_t i = page - flat_first_page_;
+    uint8_t* byte = i < flat_pages_ ? &flat_classes_[i]
+                                    : &MutableLeafFor(page)->classes[page & (kLeafLength - 1)];
     __atomic_store_n(byte, static_cast<uint8_t>(cls), __ATOMIC_RELAXED);
   }
 
   // Address space of the leaves and of the parts of the flat class array
   // that cover them (kLeafLength bytes per leaf): what can become resident.
   uint64_t leaf_bytes() const { return leaf_bytes_.load(std::memory_order_relaxed); }
-  // Whether the class bytes are in the flat array (decided at the first Ensure).
-  bool flat_classes() const { return __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE) != 0; }
+  // The pages whose class bytes are in the flat array: [first, first +
+  // pages); none (pages 0) without one. Decided by ChooseClassBytes.
+  struct FlatWindow {
+    uintptr_t first_page;
+    uintptr_t pages;
+  };
+  FlatWindow flat_window() const {
+    uintptr_t pages = __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE);
+    return {flat_first_page_, pages};
+  }
 
  private:
   const Leaf* LeafFor(uintptr_t page) const {
@@ -130,9 +136,11 @@ class PageMap {
   }
   [[gnu::noinline]] uint32_t ClassInLeaf(uintptr_t page) const;
 
-  // Published in this order: flat_classes_, then flat_pages_ (release); 0
-  // pages until the flat array exists, and for ever without one.
-  uint8_t* flat_classes_ = nullptr;
+  // Published in this order: flat_classes_ and flat_first_page_, then
+  // flat_pages_ (release; readers load it first, with acquire); 0 pages
+  // until the flat array exists, and for ever without one.
+  uint8_t* flat_classes_ = nullptr;  // the class byte of flat_first_page_
+  uintptr_t flat_first_page_ = 0;
   uintptr_t flat_pages_ = 0;
   std::atomic<int> class_bytes_state_{0};  // 0 undecided, 1 deciding, 2 decided
   bool leaves_only_ = false;

@@ -53,32 +53,53 @@ TEST(PageMap, SetAndGetRoundTrip) {
   ExpectRoundTrip(g_map, (uintptr_t{0x5a5a} << kLeafBits) - 3, 6);  // straddles two leaves
 }
 
-// The flat class array is taken unless the address space is limited.
+// The flat class array is taken unless the address space is limited; its
+// window is made of whole leaves, inside the user address space, and holds
+// the array itself (the heap's mappings are placed next to it).
 TEST(PageMap, ClassBytesAreFlatUnlessAddressSpaceIsLimited) {
-  ASSERT_TRUE(g_map.Ensure(uintptr_t{0x777} << kLeafBits, 1));
+  g_map.ChooseClassBytes();
   struct rlimit limit;
   ASSERT_EQ(getrlimit(RLIMIT_AS, &limit), 0);
-  EXPECT_EQ(g_map.flat_classes(), limit.rlim_cur == RLIM_INFINITY);
+  PageMap::FlatWindow window = g_map.flat_window();
+  ASSERT_EQ(window.pages != 0, limit.rlim_cur == RLIM_INFINITY);
+  if (window.pages == 0) return;
+  EXPECT_EQ(window.pages, kFlatClassPages);
+  EXPECT_EQ(window.first_page % kLeafLength, 0u);
+  EXPECT_LE(window.first_page + window.pages, uintptr_t{1} << (47 - kPageShift));
   uint32_t cls = 99;
-  EXPECT_EQ(g_map.FlatClassOf(uintptr_t{0x777} << (kLeafBits + kPageShift), &cls),
-            g_map.flat_classes());
+  uintptr_t inside = (window.first_page + window.pages / 2) << kPageShift;
+  EXPECT_TRUE(g_map.FlatClassOf(inside, &cls));
+  EXPECT_EQ(cls, 0u);
+  EXPECT_FALSE(g_map.FlatClassOf((window.first_page - 1) << kPageShift, &cls));
+  EXPECT_FALSE(g_map.FlatClassOf((window.first_page + window.pages) << kPageShift, &cls));
   for (uintptr_t a : kUnknownAddresses) EXPECT_EQ(g_map.ClassOfAddress(a), 0u) << a;
 }
 
-// Pages the flat array does not cover keep their class bytes in the leaves.
-TEST(PageMap, PagesAboveTheFlatArrayUseTheLeaves) {
-  uintptr_t first = kFlatClassBytes - 2;  // the last two pages it covers, and two above
-  ExpectRoundTrip(g_map, first, 4);
-  g_map.SetClass(first + 3, 7);
-  uint32_t cls = 0;
-  EXPECT_FALSE(g_map.FlatClassOf((first + 3) << kPageShift, &cls));
-  EXPECT_EQ(g_map.ClassOfAddress((first + 3) << kPageShift), 7u);
+// Both edges of the window: pages inside use the flat array, pages outside
+// the leaves, and the two agree with what was set.
+TEST(PageMap, PagesAtTheWindowsEdges) {
+  g_map.ChooseClassBytes();
+  PageMap::FlatWindow window = g_map.flat_window();
+  if (window.pages == 0) GTEST_SKIP() << "no flat array (address space limited)";
+  for (uintptr_t edge : {window.first_page, window.first_page + window.pages}) {
+    ExpectRoundTrip(g_map, edge - 2, 4);
+    g_map.SetClass(edge - 1, 5);
+    g_map.SetClass(edge, 6);
+    uint32_t cls = 0;
+    EXPECT_EQ(g_map.FlatClassOf((edge - 1) << kPageShift, &cls), edge - 1 >= window.first_page &&
+                                                                     edge - 1 < window.first_page +
+                                                                                    window.pages);
+    EXPECT_EQ(g_map.ClassOfAddress((edge - 1) << kPageShift), 5u);
+    EXPECT_EQ(g_map.ClassOfAddress(edge << kPageShift), 6u);
+    g_map.SetClass(edge - 1, 0);
+    g_map.SetClass(edge, 0);
+  }
 }
 
 TEST(PageMap, WithoutTheFlatArray) {
   for (uintptr_t a : kUnknownAddresses) EXPECT_EQ(g_leaves_map.ClassOfAddress(a), 0u) << a;
   ExpectRoundTrip(g_leaves_map, (uintptr_t{0x5a5a} << kLeafBits) - 3, 6);
-  EXPECT_FALSE(g_leaves_map.flat_classes());
+  EXPECT_EQ(g_leaves_map.flat_window().pages, 0u);
   uint32_t cls = 0;
   EXPECT_FALSE(g_leaves_map.FlatClassOf(uintptr_t{0x5a5a} << (kLeafBits + kPageShift), &cls));
   for (uintptr_t a : kUnknownAddresses) EXPECT_EQ(g_leaves_map.ClassOfAddress(a), 0u) << a;
