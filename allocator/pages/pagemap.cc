@@ -11,6 +11,13 @@ constinit PageMap g_pagemap;
 uint32_t PageMap::ClassInLeaf(uintptr_t page) const {
   const Leaf* leaf = LeafFor(page);
   if (leaf == nullptr) return 0;
+  // A caller that read the window before it was published may come here
+  // for a page it covers, whose leaf has no class bytes mapped. Leaves are
+  // made after the window is decided, and this load comes after the
+  // leaf's: it sees the window.
+  uintptr_t pages = __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE);
+  uintptr_t i = page - flat_first_page_;
+  if (i < pages) return __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
   return __atomic_load_n(&leaf->classes[page & (kLeafLength - 1)], __ATOMIC_RELAXED);
 }
 

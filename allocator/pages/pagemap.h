@@ -25,6 +25,12 @@
 // way ClassOfAddress never faults, for any pointer. Values: 0 = nothing of
 // ours starts here, 1..kNumClasses-1 = a page of a small-object span,
 // kLargeClass = the first page of an in-use large span.
+//
+// Writers hold the owning page heap's lock; readers need none. Entries are
+// accessed with relaxed atomics (plain moves on x86-64) so that a racy lookup
+// of a bogus pointer is merely a wrong answer, not undefined behaviour; a
+// leaf pointer and the flat window are published with release and read
+// with acquire.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_PAGEMAP_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_PAGEMAP_H_
 
@@ -55,7 +61,8 @@ class PageMap {
     uint8_t classes[kLeafLength];  // only mapped, and used, without the flat array
   };
 
-  // Where the class bytes live; kFlatUnlessRefused decides at the first Ensure.
+  // Where the class bytes live; kFlatUnlessRefused decides in
+  // ChooseClassBytes.
   enum class ClassBytes { kFlatUnlessRefused, kInLeaves };
 
   constexpr PageMap() = default;

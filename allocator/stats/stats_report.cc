@@ -269,13 +269,14 @@ void PrintStatsReport(int fd) {
   Line(line, "resident (RSS)", s.resident_bytes, fd);
   line.Str("    (total mapped is address space; pages never touched or returned to the OS\n"
            "     are not resident, the program's stacks, code and libraries are)\n").Flush(fd);
-  // Not in total mapped: of its 128 MiB only what covers the heap is ever
+  // Not in total mapped: of the array only what covers the heap is ever
   // touched, and that part is in "metadata".
   PageMap::FlatWindow window = g_pagemap.flat_window();
   if (window.pages != 0) {
     line.Str("  class map: flat for addresses ").Hex(window.first_page << kPageShift)
         .Str("-").Hex((window.first_page + window.pages) << kPageShift)
-        .Str(" (128 MiB of address space reserved), pagemap leaves elsewhere\n").Flush(fd);
+        .Str(" (").Dec(kFlatClassPages >> 20)
+        .Str(" MiB of address space reserved), pagemap leaves elsewhere\n").Flush(fd);
   } else {
     line.Str("  class map: in the pagemap's leaves (the flat array was not reserved: "
              "RLIMIT_AS is set, or the kernel refused)\n").Flush(fd);
