@@ -15,9 +15,10 @@ uint32_t PageMap::ClassInLeaf(uintptr_t page) const {
   // for a page it covers, whose leaf has no class bytes mapped. Leaves are
   // made after the window is decided, and this load comes after the
   // leaf's: it sees the window.
-  uintptr_t pages = __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE);
-  uintptr_t i = page - flat_first_page_;
-  if (i < pages) return __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
+  uintptr_t i;
+  if (InWindow(page, __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE), &i)) {
+    return __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
+  }
   return __atomic_load_n(&leaf->classes[page & (kLeafLength - 1)], __ATOMIC_RELAXED);
 }
 
@@ -51,16 +52,16 @@ bool PageMap::Ensure(uintptr_t first_page, size_t n) {
   if (n == 0) return true;
   uintptr_t last_page = first_page + n - 1;
   if (last_page < first_page || (last_page >> kLeafBits) >= kRootLength) return false;
-  if (class_bytes_state_.load(std::memory_order_acquire) != 2) ChooseClassBytes();
+  ChooseClassBytes();  // returns at once after the first time
   for (uintptr_t i = first_page >> kLeafBits; i <= (last_page >> kLeafBits); ++i) {
     if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
     // A leaf the flat array covers never uses its class bytes: they stay
     // unmapped (the window is made of whole leaves).
-    uintptr_t in_window = (i << kLeafBits) - flat_first_page_;
-    bool flat = in_window < flat_pages_;
+    uintptr_t at;
+    bool flat = InWindow(i << kLeafBits, flat_pages_, &at);
     // The flat array's part for this leaf becomes writable first (racing
     // callers both do it; it is idempotent): SetClass may follow at once.
-    if (flat && !SystemMakeWritable(flat_classes_ + in_window, kLeafLength)) return false;
+    if (flat && !SystemMakeWritable(flat_classes_ + at, kLeafLength)) return false;
     size_t bytes = flat ? offsetof(Leaf, classes) : sizeof(Leaf);
     void* mem = SystemMapMetadata(bytes);
     if (mem == nullptr) return false;

@@ -100,8 +100,8 @@ class PageMap {
   // (and the call it makes) out of line.
   [[gnu::always_inline]] bool FlatClassOf(uintptr_t addr, uint32_t* cls) const {
     uintptr_t pages = __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE);  // then the rest
-    uintptr_t i = (addr >> kPageShift) - flat_first_page_;  // wraps below the window
-    if (__builtin_expect(i >= pages, 0)) return false;
+    uintptr_t i;
+    if (__builtin_expect(!InWindow(addr >> kPageShift, pages, &i), 0)) return false;
     *cls = __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
     return true;
   }
@@ -112,9 +112,10 @@ class PageMap {
                      __ATOMIC_RELAXED);
   }
   void SetClass(uintptr_t page, uint32_t cls) {
-    uintptr_t i = page - flat_first_page_;
-    uint8_t* byte = i < flat_pages_ ? &flat_classes_[i]
-                                    : &MutableLeafFor(page)->classes[page & (kLeafLength - 1)];
+    uintptr_t i;
+    uint8_t* byte = InWindow(page, flat_pages_, &i)
+                        ? &flat_classes_[i]
+                        : &MutableLeafFor(page)->classes[page & (kLeafLength - 1)];
     __atomic_store_n(byte, static_cast<uint8_t>(cls), __ATOMIC_RELAXED);
   }
 
@@ -142,6 +143,13 @@ class PageMap {
     return root_[page >> kLeafBits].load(std::memory_order_relaxed);
   }
   [[gnu::noinline]] uint32_t ClassInLeaf(uintptr_t page) const;
+  // Whether the flat array covers `page`, and at which index (*i). `pages`
+  // is flat_pages_ as the caller loaded it: with acquire, before this call,
+  // wherever the load may race with the window's publication.
+  [[gnu::always_inline]] bool InWindow(uintptr_t page, uintptr_t pages, uintptr_t* i) const {
+    *i = page - flat_first_page_;  // wraps below the window
+    return *i < pages;
+  }
 
   // Published in this order: flat_classes_ and flat_first_page_, then
   // flat_pages_ (release; readers load it first, with acquire); 0 pages
