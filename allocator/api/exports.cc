@@ -64,7 +64,13 @@ RSEQMALLOC_EXPORT void* pvalloc(size_t size) noexcept { return in::Pvalloc(size)
 RSEQMALLOC_EXPORT size_t malloc_usable_size(void* p) noexcept {
   return in::CheckedUsableSize(p);
 }
-RSEQMALLOC_EXPORT void free_sized(void* p, size_t size) noexcept { in::FreeSized(p, size); }
+RSEQMALLOC_EXPORT void free_sized(void* p, size_t size) noexcept { in::FreeSizedLibc(p, size); }
+// Sized delete's body (aliased below: C++ wants the unsized forms defined
+// beside a sized one, and those are free's aliases).
+__attribute__((visibility("hidden"), used)) void rseqmalloc_sized_delete(void* p,
+                                                                         size_t n) noexcept {
+  in::FreeSized(p, n);
+}
 RSEQMALLOC_EXPORT void free_aligned_sized(void* p, size_t align, size_t size) noexcept {
   in::FreeSizedAligned(p, size, align);
 }
@@ -147,9 +153,11 @@ void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t&) noexce
     RSEQMALLOC_CXX_ALIAS("_ZnwmSt11align_val_tRKSt9nothrow_t");
 
 // delete: every unsized form is free (the alignment and nothrow arguments
-// change nothing: the pagemap knows the block); the sized forms are
-// free_sized; the sized aligned forms have a body of their own (C++ puts the
-// size before the alignment, free_aligned_sized after).
+// change nothing: the pagemap knows the block); the sized forms trust the
+// size (operator new's blocks are never realloc'd, so the size names the
+// class; free_sized cannot, see frontend.h); the sized aligned forms have a
+// body of their own (C++ puts the size before the alignment,
+// free_aligned_sized after).
 RSEQMALLOC_EXPORT void operator delete(void* p, size_t n, std::align_val_t a) noexcept {
   in::FreeSizedAligned(p, n, static_cast<size_t>(a));
 }
@@ -164,5 +172,5 @@ RSEQMALLOC_ASM_ALIAS(_ZdlPvSt11align_val_t, free);                 // delete(voi
 RSEQMALLOC_ASM_ALIAS(_ZdaPvSt11align_val_t, free);                 // delete[](void*, align)
 RSEQMALLOC_ASM_ALIAS(_ZdlPvSt11align_val_tRKSt9nothrow_t, free);   // + nothrow
 RSEQMALLOC_ASM_ALIAS(_ZdaPvSt11align_val_tRKSt9nothrow_t, free);   // + nothrow
-RSEQMALLOC_ASM_ALIAS(_ZdlPvm, free_sized);                         // delete(void*, size_t)
-RSEQMALLOC_ASM_ALIAS(_ZdaPvm, free_sized);                         // delete[](void*, size_t)
+RSEQMALLOC_ASM_ALIAS(_ZdlPvm, rseqmalloc_sized_delete);            // delete(void*, size_t)
+RSEQMALLOC_ASM_ALIAS(_ZdaPvm, rseqmalloc_sized_delete);            // delete[](void*, size_t)

@@ -200,6 +200,20 @@ void FreeSizedChecked(void* p, size_t size, size_t align) {
 
 const uint8_t* g_sized_free_classes = size_class_internal::kLookup.data();
 
+void FreeSizedLibcChecked(void* p, size_t size) noexcept {
+  if (p == nullptr) return;
+  uint32_t cls = ClassifyPointer(p);
+  if (cls - 1 < kNumClasses - 1) {
+    if (!FitsInPlace(size, cls)) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
+    return FreeSmall(p, cls);
+  }
+  // A large block: realloc moves it to a class below kMaxSmallSize.
+  if (cls == kLargeClass && (size > CheckedUsableSize(p) || size <= kMaxSmallSize)) {
+    return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
+  }
+  FreeSlow(p, cls);
+}
+
 // A full class, a large block, a large alignment, null, or checking on.
 void FreeSizedSlow(void* p, size_t size, size_t align) noexcept {
   if (g_check_sized_free || p == nullptr) return FreeSizedChecked(p, size, align);

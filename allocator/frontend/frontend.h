@@ -69,6 +69,17 @@ inline uint32_t ClassFor(size_t size, size_t align) {
   return align <= 4096 ? SizeToClassAligned(size, align) : 0;
 }
 
+// Whether a block of class `cls` keeps `size` bytes in place on realloc: they
+// fit, and they either map to the class or fill at least half of it (as
+// glibc, gperftools and mimalloc do), so a buffer that grows or shrinks a
+// little does not move at every class boundary. A block's class therefore
+// says nothing exact about the size last asked for, which is why free_sized
+// reads the pagemap (FreeSizedLibc).
+inline bool FitsInPlace(size_t size, uint32_t cls) {
+  size_t usable = ClassToSize(cls);
+  return size <= usable && (2 * size >= usable || SizeToClass(size) == cls);
+}
+
 // `align` is a power of two. nullptr with errno = ENOMEM on failure.
 void* AllocateAligned(size_t size, size_t align) noexcept;
 
@@ -100,7 +111,7 @@ void* AllocateAligned(size_t size, size_t align) noexcept;
   FreeWithClass(p, cls);
 }
 
-// free_sized / sized delete: `size` is what was asked for. The class comes
+// Sized delete: `size` is what operator new was asked for. The class comes
 // from the size alone, with no pagemap lookup (a wrong size is the caller's
 // undefined behaviour, as in tcmalloc), through g_sized_free_classes: the
 // size-class table, or with RSEQMALLOC_CHECK_SIZED_FREE=1 a table of class
@@ -118,6 +129,16 @@ extern const uint8_t* g_sized_free_classes;
     });
   }
   FreeSizedSlow(p, size, 0);
+}
+
+// C23's free_sized: `size` is what malloc, calloc or realloc was last asked
+// for, and realloc keeps a block for any size that fits it (FitsInPlace), so
+// the class comes from the pagemap, as for free. With
+// RSEQMALLOC_CHECK_SIZED_FREE=1 the size is checked against the block.
+[[gnu::noinline, gnu::cold]] void FreeSizedLibcChecked(void* p, size_t size) noexcept;
+[[gnu::always_inline]] inline void FreeSizedLibc(void* p, size_t size) {
+  if (__builtin_expect(g_check_sized_free, 0)) return FreeSizedLibcChecked(p, size);
+  Free(p);
 }
 
 // With an alignment (aligned sized delete, free_aligned_sized): the

@@ -30,6 +30,16 @@ void* MoveBlock(void* p, size_t usable, size_t size, size_t room = 0) {
   return q;
 }
 
+// A block that grows moves with a quarter more room than asked for: one
+// that keeps growing then moves O(log n) times, and the copies add up to a
+// constant times its final size, not to its square. A small block's room
+// stays small, so that it does not jump to the page heap for a few bytes.
+size_t GrowthRoom(size_t usable, size_t size) {
+  if (size <= usable || size - usable >= usable / 4) return size;
+  size_t room = usable + usable / 4;
+  return size <= kMaxSmallSize && room > kMaxSmallSize ? kMaxSmallSize : room;
+}
+
 }  // namespace
 
 void* Calloc(size_t count, size_t size) {
@@ -64,22 +74,17 @@ void* Realloc(void* p, size_t size) {
     return Fail(EINVAL);
   }
   if (cls != kLargeClass) {
-    // Same class: stay, so a sized free of the new size finds the class.
-    // (Most calls of a buffer grown a few bytes at a time end here, so the
-    // class alone answers: no second look at the pagemap.)
-    if (size <= kMaxSmallSize && SizeToClass(size) == cls) return p;
-    return MoveBlock(p, ClassToSize(cls), size);
+    // A size that fits stays (most calls of a buffer grown a few bytes at a
+    // time end here: the class alone answers, no second look at the pagemap).
+    if (FitsInPlace(size, cls)) return p;
+    size_t usable = ClassToSize(cls);
+    return MoveBlock(p, usable, size, GrowthRoom(usable, size));
   }
   size_t usable = UsableSize(p);
   if (size <= kMaxSmallSize) return MoveBlock(p, usable, size);
   // A large block shrinks in place and grows into the free pages after it.
   if (ResizeLargeBlock(p, size)) return p;
-  // Otherwise it moves, with a quarter more room than asked for: a block
-  // that keeps growing then moves O(log n) times, and the copies add up to
-  // a constant times its final size, not to its square.
-  size_t room = size;
-  if (size > usable && size - usable < usable / 4) room = usable + usable / 4;
-  return MoveBlock(p, usable, size, room);
+  return MoveBlock(p, usable, size, GrowthRoom(usable, size));
 }
 
 void* ReallocArray(void* p, size_t count, size_t size) {

@@ -1,12 +1,15 @@
 // What rseqmalloc promises beyond glibc: the cache mode it reports, its
 // ownership query, and refusing (aborting on) pointers it never handed out.
+#include <malloc.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/api/api_declarations.h"
@@ -147,6 +150,71 @@ TEST_F(InvalidFreeDeathTest, ForeignMmapPointerAborts) {
 
 TEST_F(InvalidFreeDeathTest, ReallocOfForeignPointerAborts) {
   EXPECT_DEATH(Escape(realloc(Launder(global_buffer + 128), 100)), "");
+}
+
+// --- realloc of small blocks (docs/api.md) ---------------------------------
+
+// A size that still fills at least half of the block stays; less moves.
+TEST(Realloc, SmallBlockStaysWhileItFillsHalf) {
+  void* p = malloc(Opaque(1000));
+  ASSERT_NE(p, nullptr);
+  size_t usable = malloc_usable_size(p);
+  void* q = realloc(p, Opaque(usable / 2 + 8));
+  EXPECT_EQ(q, p) << "shrunk to just over half";
+  q = realloc(q, Opaque(usable));
+  EXPECT_EQ(q, p) << "grown back to the block's size";
+  void* r = realloc(q, Opaque(usable / 4));
+  ASSERT_NE(r, nullptr);
+  EXPECT_NE(r, p) << "a quarter of the block should have moved to a smaller class";
+  EXPECT_LT(malloc_usable_size(r), usable);
+  free(r);
+}
+
+// A buffer grown one byte at a time moves O(log n) times: the bytes copied
+// add up to a few times its final size (each move leaves a quarter more
+// room), not to one copy per size class (11.5 times, before).
+TEST(Realloc, GrowingBufferCopiesAFewTimesItsFinalSize) {
+  constexpr size_t kFinal = size_t{256} << 10;
+  char* p = static_cast<char*>(malloc(1));
+  ASSERT_NE(p, nullptr);
+  p[0] = 0;
+  size_t copied = 0;
+  for (size_t n = 2; n <= kFinal; ++n) {
+    size_t usable = malloc_usable_size(p);
+    char* q = static_cast<char*>(realloc(p, Opaque(n)));
+    ASSERT_NE(q, nullptr);
+    if (q != p) copied += std::min(usable, n - 1);
+    q[n - 1] = static_cast<char>(n);
+    p = q;
+  }
+  for (size_t n = 2; n <= kFinal; n += 4093) ASSERT_EQ(p[n - 1], static_cast<char>(n)) << n;
+  free(p);
+  EXPECT_LE(copied, 6 * kFinal);
+}
+
+// free_sized with the size realloc was last given frees the block to its
+// own class: a block kept in place by a shrink is not handed out again as
+// a smaller class's block (which a class taken from the size would do).
+TEST(Realloc, FreeSizedOfABlockShrunkInPlaceReturnsItToItsClass) {
+  RSEQMALLOC_REQUIRE_SYMBOL(free_sized);
+  void* probe = malloc(Opaque(600));
+  ASSERT_NE(probe, nullptr);
+  const size_t small_usable = malloc_usable_size(probe);
+  free(probe);
+  void* p = malloc(Opaque(1000));
+  ASSERT_NE(p, nullptr);
+  ASSERT_GT(malloc_usable_size(p), small_usable) << "600 and 1000 share a class";
+  void* q = realloc(p, Opaque(600));
+  ASSERT_EQ(q, p) << "the shrink should have stayed in place";
+  free_sized(q, 600);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 256; ++i) {
+    void* r = malloc(Opaque(600));
+    ASSERT_NE(r, nullptr);
+    EXPECT_EQ(malloc_usable_size(r), small_usable) << "block " << i << " at " << r;
+    blocks.push_back(r);
+  }
+  for (void* r : blocks) free(r);
 }
 
 }  // namespace

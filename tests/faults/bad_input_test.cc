@@ -283,6 +283,29 @@ TEST_F(BadInputDeathTest, FreeSizedWithWrongSizeWhenChecked) {
       kAborted, NamesPointer(kWrongSize));
 }
 
+// realloc keeps a block for any size that fills half of it, so the checked
+// free_sized accepts the size last given to realloc, and still rejects one
+// the block would not have been kept for.
+TEST_F(BadInputDeathTest, FreeSizedAfterReallocInPlaceWhenChecked) {
+  ScopedEnv check("RSEQMALLOC_CHECK_SIZED_FREE", "1");
+  EXPECT_EXIT(
+      {
+        void* p = realloc(malloc(Opaque(1000)), Opaque(600));
+        void* large = realloc(malloc(Opaque(2 * kMiB)), Opaque(3 * kMiB / 2));
+        free_sized(large, 3 * kMiB / 2);
+        free_sized(p, 600);
+        exit(p != nullptr && large != nullptr ? 0 : 1);
+      },
+      testing::ExitedWithCode(0), "");
+  EXPECT_EXIT(
+      {
+        void* p = realloc(malloc(Opaque(1000)), Opaque(600));
+        Announce(p);
+        free_sized(p, 100);  // less than half the block: realloc would have moved it
+      },
+      kAborted, NamesPointer(kWrongSize));
+}
+
 TEST(BadInput, FreeSizedWithTheRightSizeIsAccepted) {
   for (size_t size : SizeSpread(4 * kMiB)) {
     void* p = malloc(size);
