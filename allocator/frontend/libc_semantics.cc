@@ -21,9 +21,16 @@ void* Fail(int error) {
 }
 
 // Moves the block at p (usable bytes) into a new one of `size` bytes
-// (allocated with `room` >= size bytes).
+// (allocated with `room` >= size bytes when that fits: near a memory limit
+// the room must not make a realloc fail that the exact size serves).
 void* MoveBlock(void* p, size_t usable, size_t size, size_t room = 0) {
-  void* q = Allocate(room > size ? room : size);
+  void* q = nullptr;
+  if (room > size) {
+    int saved_errno = errno;
+    q = Allocate(room);
+    if (q == nullptr) errno = saved_errno;
+  }
+  if (q == nullptr) q = Allocate(size);
   if (q == nullptr) return nullptr;  // errno set; p untouched, as C requires
   memcpy(q, p, usable < size ? usable : size);
   Free(p);

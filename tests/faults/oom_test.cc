@@ -244,6 +244,41 @@ void ChildMain() {
   _exit(0);
 }
 
+// realloc grows a block that must move with a quarter more room than asked
+// for; near the limit, where the room does not fit and the exact size does,
+// it must still succeed. A 1 MiB block right after a 96 MiB one keeps the
+// latter from growing in place (the check below says whether it moved).
+void ReallocNearTheLimitChild() {
+  constexpr size_t kBlock = 96 * kMiB;
+  auto* p = static_cast<unsigned char*>(malloc(kBlock));
+  void* after = malloc(kMiB);
+  CHILD_CHECK(p != nullptr && after != nullptr, kBlock);
+  p[0] = 0x5a;
+  p[kBlock - 1] = 0xa5;
+  // Room for the exact size (104 MiB) but not for the 120 MiB of room.
+  size_t limit = AddressSpaceBytes() + 112 * kMiB;
+  struct rlimit rl = {limit, limit};
+  CHILD_CHECK(setrlimit(RLIMIT_AS, &rl) == 0, limit);
+  auto* q = static_cast<unsigned char*>(realloc(p, kBlock + 8 * kMiB));
+  CHILD_CHECK(q != nullptr, kBlock + 8 * kMiB);
+  CHILD_CHECK(q[0] == 0x5a && q[kBlock - 1] == 0xa5, 0);
+  ChildNote("the block moved (1) or grew in place (0):", q != p);
+  free(q);
+  free(after);
+  _exit(0);
+}
+
+TEST(OutOfMemory, ReallocThatMustMoveFitsWithoutItsRoom) {
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) ReallocNearTheLimitChild();
+  int status = 0;
+  ASSERT_TRUE(WaitWithDeadline(pid, 60, &status)) << "the child hung: killed";
+  ASSERT_TRUE(WIFEXITED(status)) << "the child died by signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "a check failed in the child (see its line above)";
+}
+
 TEST(OutOfMemory, FailsCleanlyAndRecovers) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
