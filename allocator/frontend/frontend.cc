@@ -207,7 +207,7 @@ void FreeSizedLibcChecked(void* p, size_t size) noexcept {
     if (!FitsInPlace(size, cls)) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
     return FreeSmall(p, cls);
   }
-  // A large block: realloc moves it to a class below kMaxSmallSize.
+  // A large block: realloc to a small size would have moved it into a class.
   if (cls == kLargeClass && (size > CheckedUsableSize(p) || size <= kMaxSmallSize)) {
     return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
   }

@@ -268,21 +268,13 @@ void ReallocNearTheLimitChild() {
   _exit(0);
 }
 
-TEST(OutOfMemory, ReallocThatMustMoveFitsWithoutItsRoom) {
+// Runs `child` (which ends in _exit) in a forked process; the child's checks
+// report with write(2) and its exit status, and a child that hangs out of
+// memory is killed at the deadline.
+void RunInChild(void (*child)()) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
-  if (pid == 0) ReallocNearTheLimitChild();
-  int status = 0;
-  ASSERT_TRUE(WaitWithDeadline(pid, 60, &status)) << "the child hung: killed";
-  ASSERT_TRUE(WIFEXITED(status)) << "the child died by signal "
-                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "a check failed in the child (see its line above)";
-}
-
-TEST(OutOfMemory, FailsCleanlyAndRecovers) {
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) ChildMain();
+  if (pid == 0) child();
   int status = 0;
   ASSERT_TRUE(WaitWithDeadline(pid, 60, &status)) << "the child hung out of memory: killed";
   ASSERT_TRUE(WIFEXITED(status)) << "the child died by signal "
@@ -290,6 +282,10 @@ TEST(OutOfMemory, FailsCleanlyAndRecovers) {
                                  << " (its last lines are above)";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "a check failed in the child (see its line above)";
 }
+
+TEST(OutOfMemory, ReallocThatMustMoveFitsWithoutItsRoom) { RunInChild(ReallocNearTheLimitChild); }
+
+TEST(OutOfMemory, FailsCleanlyAndRecovers) { RunInChild(ChildMain); }
 
 }  // namespace
 }  // namespace rseqmalloc_test
