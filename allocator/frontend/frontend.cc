@@ -181,11 +181,14 @@ void* AllocateAligned(size_t size, size_t align) noexcept {
 
 namespace {
 
-// Every sized free under RSEQMALLOC_CHECK_SIZED_FREE, and null.
-void FreeSizedChecked(void* p, size_t size, size_t align) {
+// Every sized free under RSEQMALLOC_CHECK_SIZED_FREE, and null. A small
+// block's size must name its class, or for free_sized (`resized`: realloc
+// may have kept the block for it) be one realloc keeps the block for.
+void FreeSizedChecked(void* p, size_t size, size_t align, bool resized = false) {
   uint32_t cls = ClassifyPointer(p);
   if (cls - 1 < kNumClasses - 1) {
-    if (ClassFor(size, align) != cls) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
+    bool matches = resized ? FitsInPlace(size, cls) : ClassFor(size, align) == cls;
+    if (!matches) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
     return FreeSmall(p, cls);
   }
   if (cls == kLargeClass && (size > CheckedUsableSize(p) || ClassFor(size, align) != 0)) {
@@ -201,17 +204,7 @@ void FreeSizedChecked(void* p, size_t size, size_t align) {
 const uint8_t* g_sized_free_classes = size_class_internal::kLookup.data();
 
 void FreeSizedLibcChecked(void* p, size_t size) noexcept {
-  if (p == nullptr) return;
-  uint32_t cls = ClassifyPointer(p);
-  if (cls - 1 < kNumClasses - 1) {
-    if (!FitsInPlace(size, cls)) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
-    return FreeSmall(p, cls);
-  }
-  // A large block: realloc to a small size would have moved it into a class.
-  if (cls == kLargeClass && (size > CheckedUsableSize(p) || size <= kMaxSmallSize)) {
-    return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
-  }
-  FreeSlow(p, cls);
+  FreeSizedChecked(p, size, 0, /*resized=*/true);
 }
 
 // A full class, a large block, a large alignment, null, or checking on.
