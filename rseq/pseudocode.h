@@ -67,7 +67,7 @@ static_assert(sizeof(PerCpuSlot) == 64);
 namespace internal {
 
 // Slab header layout, shared by both implementations and by the asm.
-inline constexpr int kHeaderBytes = 4;
+inline constexpr int kHeaderBytes = 8;
 inline constexpr int kSlotBytes = 8;
 static_assert(sizeof(void*) == kSlotBytes);
 

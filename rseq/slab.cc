@@ -18,9 +18,13 @@ constexpr std::size_t kPageBytes = 4096;
 // The zero page in front of region 0: what a pop on a header of 0 reads.
 constexpr std::size_t kGuardBytes = kPageBytes;
 
-std::uint16_t Current(std::uint32_t header) { return static_cast<std::uint16_t>(header); }
-std::uint16_t End(std::uint32_t header) { return static_cast<std::uint16_t>(header >> 16); }
-std::uint32_t PackHeader(std::uint32_t current, std::uint32_t end) { return current | (end << 16); }
+// A header word: {uint32 current, uint32 end} (pseudocode.h), one 8-byte
+// word so that capacity changes are one compare-and-swap.
+using Word = std::uint64_t;
+constexpr Word kCurrentMask = 0xffffffffu;
+std::uint32_t Current(Word header) { return static_cast<std::uint32_t>(header); }
+std::uint32_t End(Word header) { return static_cast<std::uint32_t>(header >> 32); }
+Word PackHeader(std::uint32_t current, std::uint32_t end) { return current | (Word{end} << 32); }
 
 bool Fence() {
   return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
@@ -108,9 +112,9 @@ bool PercpuSlab::PushRetrying(std::size_t cls, void* item, int* id) const {
   }
 }
 
-std::uint32_t* PercpuSlab::Header(int id, std::size_t cls) const {
-  return reinterpret_cast<std::uint32_t*>(where_.base + (static_cast<std::size_t>(id) << kSlabShift) +
-                                          internal::kHeaderBytes * cls);
+std::uint64_t* PercpuSlab::Header(int id, std::size_t cls) const {
+  return reinterpret_cast<std::uint64_t*>(
+      where_.base + (static_cast<std::size_t>(id) << kSlabShift) + internal::kHeaderBytes * cls);
 }
 
 void** PercpuSlab::Slots(int id) const {
@@ -119,17 +123,17 @@ void** PercpuSlab::Slots(int id) const {
 
 PercpuSlab::Fill PercpuSlab::FillOf(int id, std::size_t cls) const {
   if (where_.base == nullptr || id < 0 || id >= num_ids_ || max_[cls] == 0) return {};
-  std::uint32_t h = __atomic_load_n(Header(id, cls), __ATOMIC_RELAXED);
+  Word h = __atomic_load_n(Header(id, cls), __ATOMIC_RELAXED);
   if (h == 0) return {};
   std::uint32_t cached = Current(h) > begin_[cls] ? Current(h) - begin_[cls] : 0;
   return {cached, static_cast<std::uint32_t>(End(h) - begin_[cls])};
 }
 
 std::uint32_t PercpuSlab::Grow(int id, std::size_t cls, std::uint32_t slots) {
-  std::uint32_t* word = Header(id, cls);
+  Word* word = Header(id, cls);
   std::uint32_t begin = begin_[cls];
   std::uint32_t limit = begin + max_[cls];
-  std::uint32_t h = __atomic_load_n(word, __ATOMIC_RELAXED);
+  Word h = __atomic_load_n(word, __ATOMIC_RELAXED);
   for (;;) {
     std::uint32_t current = h == 0 ? begin : Current(h);
     std::uint32_t end = h == 0 ? begin : End(h);
@@ -143,8 +147,8 @@ std::uint32_t PercpuSlab::Grow(int id, std::size_t cls, std::uint32_t slots) {
 }
 
 std::uint32_t PercpuSlab::ShrinkUnused(int id, std::size_t cls, std::uint32_t slots) {
-  std::uint32_t* word = Header(id, cls);
-  std::uint32_t h = __atomic_load_n(word, __ATOMIC_RELAXED);
+  Word* word = Header(id, cls);
+  Word h = __atomic_load_n(word, __ATOMIC_RELAXED);
   for (;;) {
     if (h == 0) return 0;
     std::uint32_t unused = End(h) > Current(h) ? End(h) - Current(h) : 0;
@@ -158,25 +162,25 @@ std::uint32_t PercpuSlab::ShrinkUnused(int id, std::size_t cls, std::uint32_t sl
 }
 
 // A section that read a header before the swap may still commit after it;
-// once it has, the header is no longer 0 (its 16-bit commit wrote `current`
+// once it has, the header is no longer 0 (its 32-bit commit wrote `current`
 // into the zeroed word, leaving `end` 0). On `id` itself a compare-and-store
 // section does the swap: it can only succeed while no other section on the
 // id is in flight (they were preempted for us to run, and restart). From
 // elsewhere, the fence restarts every section in flight in the process, and
 // the swap repeats until a pass finds every header still 0. The reference
 // implementation's sections run under the id's lock instead, taken here too.
-bool PercpuSlab::Stop(int id, const std::size_t* classes, int n, std::uint32_t* last) {
+bool PercpuSlab::Stop(int id, const std::size_t* classes, int n, std::uint64_t* last) {
   if (n == 1 && CurrentId() == id) {
-    std::uint32_t* word = Header(id, classes[0]);
-    std::uint32_t h = __atomic_load_n(word, __ATOMIC_RELAXED);
+    Word* word = Header(id, classes[0]);
+    Word h = __atomic_load_n(word, __ATOMIC_RELAXED);
     std::size_t offset = internal::kHeaderBytes * classes[0];
     CasResult stored =
         h == 0 ? CasResult::kStored
         : mode_ == IndexMode::kMmCid
-            ? RseqOps::CompareAndStore<IndexMode::kMmCid, std::uint32_t>(id, where_.base, kSlabShift,
-                                                                         offset, h, 0u)
-            : RseqOps::CompareAndStore<IndexMode::kCpuId, std::uint32_t>(id, where_.base, kSlabShift,
-                                                                         offset, h, 0u);
+            ? RseqOps::CompareAndStore<IndexMode::kMmCid, Word>(id, where_.base, kSlabShift,
+                                                                offset, h, Word{0})
+            : RseqOps::CompareAndStore<IndexMode::kCpuId, Word>(id, where_.base, kSlabShift,
+                                                                offset, h, Word{0});
     if (stored == CasResult::kStored) {
       last[0] = h;
       return true;
@@ -184,7 +188,7 @@ bool PercpuSlab::Stop(int id, const std::size_t* classes, int n, std::uint32_t* 
   }
   if (!remote_) return false;
   for (int i = 0; i < n; ++i) {
-    last[i] = __atomic_exchange_n(Header(id, classes[i]), 0u, __ATOMIC_SEQ_CST);
+    last[i] = __atomic_exchange_n(Header(id, classes[i]), Word{0}, __ATOMIC_SEQ_CST);
   }
   for (;;) {
     if (!Fence()) return false;  // registered at Init, so this does not happen
@@ -193,8 +197,8 @@ bool PercpuSlab::Stop(int id, const std::size_t* classes, int n, std::uint32_t* 
       if (__atomic_load_n(Header(id, classes[i]), __ATOMIC_SEQ_CST) != 0) {
         // A late commit wrote `current` alone into the zeroed word: the
         // current is the new one, the end is still the first swap's.
-        std::uint32_t late = __atomic_exchange_n(Header(id, classes[i]), 0u, __ATOMIC_SEQ_CST);
-        last[i] = (last[i] & 0xffff0000u) | (late & 0xffffu);
+        Word late = __atomic_exchange_n(Header(id, classes[i]), Word{0}, __ATOMIC_SEQ_CST);
+        last[i] = (last[i] & ~kCurrentMask) | (late & kCurrentMask);
         again = true;
       }
     }
@@ -215,7 +219,7 @@ void PercpuSlab::Hand(int id, std::size_t cls, std::uint32_t from, std::uint32_t
 bool PercpuSlab::Evict(int id, std::size_t cls, std::uint32_t capacity, Sink sink,
                        void* context) {
   internal::IdLock lock(id);
-  std::uint32_t h;
+  Word h;
   if (!Stop(id, &cls, 1, &h)) return false;
   std::uint32_t begin = begin_[cls];
   std::uint32_t current = h == 0 ? begin : Current(h);
@@ -223,14 +227,15 @@ bool PercpuSlab::Evict(int id, std::size_t cls, std::uint32_t capacity, Sink sin
   std::uint32_t new_end = begin + capacity < end ? begin + capacity : end;
   if (current > new_end) Hand(id, cls, new_end, current, sink, context);
   std::uint32_t new_current = current < new_end ? current : new_end;
-  __atomic_store_n(Header(id, cls), h == 0 ? 0u : PackHeader(new_current, new_end), __ATOMIC_RELEASE);
+  __atomic_store_n(Header(id, cls), h == 0 ? Word{0} : PackHeader(new_current, new_end),
+                   __ATOMIC_RELEASE);
   return true;
 }
 
 bool PercpuSlab::Drain(int id, Sink sink, void* context) {
   internal::IdLock lock(id);
   std::size_t classes[kMaxClasses];
-  std::uint32_t last[kMaxClasses];
+  Word last[kMaxClasses];
   int n = 0;
   for (int cls = 0; cls < num_classes_; ++cls) {
     if (max_[cls] != 0) classes[n++] = static_cast<std::size_t>(cls);

@@ -13,18 +13,21 @@
 //
 // Layout. One region of 2^kSlabShift bytes per possible id, reserved with
 // MAP_NORESERVE and touched only where used, after one zero page. A region
-// starts with a 4-byte header per class {uint16 current, uint16 end}, then
+// starts with an 8-byte header per class {uint32 current, uint32 end}, then
 // each class's slots [begin, begin + max_capacity), each range preceded by
 // one slot that always holds 0 (the begin marker the pop stops at). The
 // last slot of every region and the page before the first one also hold 0,
 // so a header of 0 -- "no capacity here" -- makes a pop read a 0 and miss,
 // and a push find current >= end and fail.
 //
-// Who writes what. The fast paths write only `current` (one 16-bit store,
-// the commit). Capacity (`end`) changes only through Grow / ShrinkUnused /
+// Who writes what. The fast paths write only `current` (one 32-bit store,
+// the commit: 32 bits, not 16, because a 32-bit store reaches the next
+// section's 32-bit load at once, and a 16-bit one a 16-bit load only after
+// ~8 cycles -- the chain every run of pops or pushes waits on; docs/rseq.md,
+// rule 9). Capacity (`end`) changes only through Grow / ShrinkUnused /
 // Evict / Drain, and the caller must make those exclusive per id (the
 // allocator holds a lock per id): Grow and ShrinkUnused are a compare-and-
-// swap of the 32-bit header, safe against any section in flight (a section
+// swap of the 64-bit header, safe against any section in flight (a section
 // that read the old header commits its `current` into the new one; a push
 // may then land one slot above a lowered end, which only makes the class
 // full for a while). Evict and Drain move objects out, so they first stop
@@ -150,11 +153,11 @@ class PercpuSlab {
   bool started() const { return __atomic_load_n(&started_, __ATOMIC_ACQUIRE); }
 
  private:
-  std::uint32_t* Header(int id, std::size_t cls) const;
+  std::uint64_t* Header(int id, std::size_t cls) const;
   void** Slots(int id) const;
   // Swaps the headers of `classes` on `id` to 0 so that no section can
   // change them; returns their last values in `last`.
-  bool Stop(int id, const std::size_t* classes, int n, std::uint32_t* last);
+  bool Stop(int id, const std::size_t* classes, int n, std::uint64_t* last);
   void Hand(int id, std::size_t cls, std::uint32_t from, std::uint32_t to, Sink sink,
             void* context) const;
 

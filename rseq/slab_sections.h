@@ -5,8 +5,8 @@
 //
 // Contract (both implementations). `where` says which rseq area to read and
 // where the regions are (SlabWhere, relative to the area nobody registers,
-// whose thread-pointer offset is `never`: one GOT load, or a constant); `cls` selects a 4-byte header
-// {uint16 current, uint16 end} at region + 4 * cls; slot s is the void* at
+// whose thread-pointer offset is `never`: one GOT load, or a constant); `cls`
+// selects an 8-byte header {uint32 current, uint32 end} at region + 8 * cls; slot s is the void* at
 // region + 8 * s. The slot just below each class's first slot always holds
 // 0 (the begin marker), and so do the 8 bytes below every region, so a pop
 // needs no `begin`: it stops at the 0.
@@ -18,7 +18,7 @@
 //     current = header(region, cls).current;
 //     item = slot(region, current - 1);        // 0 below begin
 //     if (item == 0) goto miss;                // empty, or header 0
-//     header(region, cls).current = current - 1;   // commit: 16-bit store
+//     header(region, cls).current = current - 1;   // commit: 32-bit store
 //     return item;
 //
 //   void Push(where, cls, item) -> done, or goto full:
@@ -27,7 +27,7 @@
 //     {current, end} = header(region, cls);
 //     if (current >= end) goto full;           // at capacity, or header 0
 //     slot(region, current) = item;            // above the top: invisible
-//     header(region, cls).current = current + 1;   // commit: 16-bit store
+//     header(region, cls).current = current + 1;   // commit: 32-bit store
 //
 // An abort (the kernel preempted, migrated or signalled the thread inside
 // the section) is counted (restarts.h) by the abort handler itself and then
@@ -52,7 +52,7 @@
 
 namespace rseqmalloc::rseq {
 
-// 512 KiB per id: 65,536 slots, as many as the 16-bit header can index (the
+// 512 KiB per id: 65,536 slots, as many as a 16-bit `begin` can name (the
 // last one is the region's closing 0). The sections' asm spells the shift
 // through the macro, so the two cannot part.
 #define RSEQMALLOC_SLAB_SHIFT 19
@@ -151,7 +151,7 @@ struct SlabWhere {
   "addq %[base], %q[region]\n\t"
 
 #define RSEQMALLOC_SLAB_POP_BATCH_BODY(DELAY)                                \
-  "movzwl (%q[region], %[cls], 4), %k[current]\n\t" /* current          */ \
+  "movl (%q[region], %[cls], 8), %k[current]\n\t" /* current          */ \
   "movl %k[current], %k[k]\n\t"                                             \
   "subl %[begin], %k[k]\n\t"                     /* k = current - begin  */ \
   "jle 5f\n\t"                                   /* empty (or header 0)  */ \
@@ -168,13 +168,13 @@ struct SlabWhere {
   "cmpl %k[k], %k[i]\n\t"                                                   \
   "jb 7b\n\t"                                    /* while (i < k)        */ \
   DELAY                                                                     \
-  "movw %w[current], (%q[region], %[cls], 4)\n\t" /* commit              */ \
+  "movl %k[current], (%q[region], %[cls], 8)\n\t" /* commit              */ \
   "2:\n\t"                                                                  \
   RSEQMALLOC_SLAB_BATCH_EXITS
 
 #define RSEQMALLOC_SLAB_PUSH_BATCH_BODY(DELAY)                               \
-  "movzwl (%q[region], %[cls], 4), %k[current]\n\t" /* current          */ \
-  "movzwl 2(%q[region], %[cls], 4), %k[k]\n\t"   /* k = end              */ \
+  "movl (%q[region], %[cls], 8), %k[current]\n\t" /* current          */ \
+  "movl 4(%q[region], %[cls], 8), %k[k]\n\t"   /* k = end              */ \
   "subl %k[current], %k[k]\n\t"                  /* k = end - current    */ \
   "jle 5f\n\t"                                   /* full (or header 0)   */ \
   "cmpl %[n], %k[k]\n\t"                                                    \
@@ -190,7 +190,7 @@ struct SlabWhere {
   "cmpl %k[k], %k[i]\n\t"                                                   \
   "jb 7b\n\t"                                                               \
   DELAY                                                                     \
-  "movw %w[current], (%q[region], %[cls], 4)\n\t" /* commit              */ \
+  "movl %k[current], (%q[region], %[cls], 8)\n\t" /* commit              */ \
   "2:\n\t"                                                                  \
   RSEQMALLOC_SLAB_BATCH_EXITS
 
@@ -229,13 +229,13 @@ struct SlabSections {
     std::ptrdiff_t never = internal::NeverRegisteredAreaOffset();
     if constexpr (kDelay) {
       asm volatile goto(RSEQMALLOC_SLAB_TABLES RSEQMALLOC_SLAB_ARM RSEQMALLOC_SLAB_REGION
-               "movzwl (%q[region], %[cls], 4), %k[current]\n\t"  // current = header.current
+               "movl (%q[region], %[cls], 8), %k[current]\n\t"  // current = header.current
                "movq -8(%q[region], %q[current], 8), %[item]\n\t"  // item = slot[current - 1]
                "testq %[item], %[item]\n\t"                        // if (item == 0)
                "jz %l[miss]\n\t"                                   //   goto miss
                RSEQMALLOC_SLAB_DELAY("scratch")
                "subl $1, %k[current]\n\t"                          // --current
-               "movw %w[current], (%q[region], %[cls], 4)\n\t"     // commit
+               "movl %k[current], (%q[region], %[cls], 8)\n\t"     // commit
                "2:\n\t" RSEQMALLOC_SLAB_ABORT
                : [region] "=&r"(region), [current] "=&r"(current), [item] "=&a"(item),
                  [scratch] "=&r"(scratch)
@@ -247,12 +247,12 @@ struct SlabSections {
                : miss);
     } else {
       asm volatile goto(RSEQMALLOC_SLAB_TABLES RSEQMALLOC_SLAB_ARM RSEQMALLOC_SLAB_REGION
-               "movzwl (%q[region], %[cls], 4), %k[current]\n\t"  // current = header.current
+               "movl (%q[region], %[cls], 8), %k[current]\n\t"  // current = header.current
                "movq -8(%q[region], %q[current], 8), %[item]\n\t"  // item = slot[current - 1]
                "testq %[item], %[item]\n\t"                        // if (item == 0)
                "jz %l[miss]\n\t"                                   //   goto miss
                "subl $1, %k[current]\n\t"                          // --current
-               "movw %w[current], (%q[region], %[cls], 4)\n\t"     // commit
+               "movl %k[current], (%q[region], %[cls], 8)\n\t"     // commit
                "2:\n\t" RSEQMALLOC_SLAB_ABORT
                : [region] "=&r"(region), [current] "=&r"(current), [item] "=&a"(item)
                : [never] "r"(never), [area_delta] "r"(where.area_delta),
@@ -264,6 +264,12 @@ struct SlabSections {
     }
     return item;
   miss:
+    // GCC 12 (-O2) may return `item` here, the asm's output, instead of what
+    // miss() gives, when miss() needs no call (e.g. returns nullptr): an
+    // abort or an unregistered thread then returned a stale register. This
+    // empty asm keeps the miss path's own value (slab_test checks it:
+    // AMissReturnsWhatTheMissGives).
+    asm volatile("" ::: "memory");
     return miss();
   }
 
@@ -276,13 +282,13 @@ struct SlabSections {
     std::ptrdiff_t never = internal::NeverRegisteredAreaOffset();
     if constexpr (kDelay) {
       asm volatile goto(RSEQMALLOC_SLAB_TABLES RSEQMALLOC_SLAB_ARM RSEQMALLOC_SLAB_REGION
-               "movzwl (%q[region], %[cls], 4), %k[current]\n\t"  // current = header.current
-               "cmpw 2(%q[region], %[cls], 4), %w[current]\n\t"    // if (current >= end)
+               "movl (%q[region], %[cls], 8), %k[current]\n\t"  // current = header.current
+               "cmpl 4(%q[region], %[cls], 8), %k[current]\n\t"    // if (current >= end)
                "jae %l[miss]\n\t"                                  //   goto full
                RSEQMALLOC_SLAB_DELAY("scratch")
                "movq %[item], (%q[region], %q[current], 8)\n\t"    // slot[current] = item
                "addl $1, %k[current]\n\t"                          // ++current
-               "movw %w[current], (%q[region], %[cls], 4)\n\t"     // commit
+               "movl %k[current], (%q[region], %[cls], 8)\n\t"     // commit
                "2:\n\t" RSEQMALLOC_SLAB_ABORT
                : [region] "=&r"(region), [current] "=&r"(current), [scratch] "=&r"(scratch)
                : [never] "r"(never), [area_delta] "r"(where.area_delta),
@@ -294,12 +300,12 @@ struct SlabSections {
                : miss);
     } else {
       asm volatile goto(RSEQMALLOC_SLAB_TABLES RSEQMALLOC_SLAB_ARM RSEQMALLOC_SLAB_REGION
-               "movzwl (%q[region], %[cls], 4), %k[current]\n\t"  // current = header.current
-               "cmpw 2(%q[region], %[cls], 4), %w[current]\n\t"    // if (current >= end)
+               "movl (%q[region], %[cls], 8), %k[current]\n\t"  // current = header.current
+               "cmpl 4(%q[region], %[cls], 8), %k[current]\n\t"    // if (current >= end)
                "jae %l[miss]\n\t"                                  //   goto full
                "movq %[item], (%q[region], %q[current], 8)\n\t"    // slot[current] = item
                "addl $1, %k[current]\n\t"                          // ++current
-               "movw %w[current], (%q[region], %[cls], 4)\n\t"     // commit
+               "movl %k[current], (%q[region], %[cls], 8)\n\t"     // commit
                "2:\n\t" RSEQMALLOC_SLAB_ABORT
                : [region] "=&r"(region), [current] "=&r"(current)
                : [never] "r"(never), [area_delta] "r"(where.area_delta),
@@ -412,12 +418,12 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return 0;
     internal::IdLock lock(id);
-    auto* current = reinterpret_cast<std::uint16_t*>(region + 4 * cls);
+    auto* current = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
     int have = static_cast<int>(*current) - static_cast<int>(begin);
     if (have <= 0) return 0;
     unsigned k = static_cast<unsigned>(have) < n ? static_cast<unsigned>(have) : n;
     for (unsigned i = 0; i < k; ++i) out[i] = reinterpret_cast<void**>(region)[*current - 1 - i];
-    __atomic_store_n(current, static_cast<std::uint16_t>(*current - k), __ATOMIC_RELAXED);
+    __atomic_store_n(current, static_cast<std::uint32_t>(*current - k), __ATOMIC_RELAXED);
     return static_cast<int>(k);
   }
 
@@ -428,12 +434,12 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return 0;
     internal::IdLock lock(id);
-    auto* header = reinterpret_cast<std::uint16_t*>(region + 4 * cls);
+    auto* header = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
     int room = static_cast<int>(header[1]) - static_cast<int>(header[0]);
     if (room <= 0) return 0;
     unsigned k = static_cast<unsigned>(room) < n ? static_cast<unsigned>(room) : n;
     for (unsigned i = 0; i < k; ++i) reinterpret_cast<void**>(region)[header[0] + i] = items[i];
-    __atomic_store_n(&header[0], static_cast<std::uint16_t>(header[0] + k), __ATOMIC_RELAXED);
+    __atomic_store_n(&header[0], static_cast<std::uint32_t>(header[0] + k), __ATOMIC_RELAXED);
     return static_cast<int>(k);
   }
 
@@ -443,10 +449,11 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return nullptr;
     internal::IdLock lock(id);
-    auto* current = reinterpret_cast<std::uint16_t*>(region + 4 * cls);
-    void* item = reinterpret_cast<void**>(region)[*current - 1];
+    auto* current = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
+    // (A header of 0 reads the 0 below the region, as the sections do.)
+    void* item = reinterpret_cast<void**>(region)[static_cast<std::ptrdiff_t>(*current) - 1];
     if (item != nullptr) {
-      __atomic_store_n(current, static_cast<std::uint16_t>(*current - 1), __ATOMIC_RELAXED);
+      __atomic_store_n(current, static_cast<std::uint32_t>(*current - 1), __ATOMIC_RELAXED);
     }
     return item;
   }
@@ -456,10 +463,10 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return false;
     internal::IdLock lock(id);
-    auto* header = reinterpret_cast<std::uint16_t*>(region + 4 * cls);
+    auto* header = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
     if (header[0] >= header[1]) return false;
     reinterpret_cast<void**>(region)[header[0]] = item;
-    __atomic_store_n(&header[0], static_cast<std::uint16_t>(header[0] + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&header[0], static_cast<std::uint32_t>(header[0] + 1), __ATOMIC_RELAXED);
     return true;
   }
 

@@ -181,5 +181,31 @@ void BM_MutexStackPushPop(benchmark::State& state) {
 }
 BENCHMARK(BM_MutexStackPushPop)->Threads(1)->Threads(2)->Threads(16)->UseRealTime();
 
+// ---- Why the slab header is 32-bit ---------------------------------------------
+
+// One link of the chain every run of pops or pushes forms through a class's
+// `current`: load it, add one, store it back where the next link loads it.
+// With 16-bit operands (movzwl / movw, the header before 2026-12-02) the
+// load waits for the store to forward; with 32-bit ones it does not
+// (docs/rseq.md, rule 9: 2.5 against 0.3 ns per link on the 2-core VM).
+template <int kBits>
+void BM_HeaderChainLink(benchmark::State& state) {
+  alignas(64) static std::uint64_t word = 0;
+  std::uint64_t* p = &word;
+  for (auto _ : state) {
+    std::uint64_t v;
+    if constexpr (kBits == 16) {
+      asm volatile("movzwl (%1), %k0\n\taddl $1, %k0\n\tmovw %w0, (%1)"
+                   : "=&r"(v) : "r"(p) : "memory");
+    } else {
+      asm volatile("movl (%1), %k0\n\taddl $1, %k0\n\tmovl %k0, (%1)"
+                   : "=&r"(v) : "r"(p) : "memory");
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK_TEMPLATE(BM_HeaderChainLink, 16);
+BENCHMARK_TEMPLATE(BM_HeaderChainLink, 32);
+
 }  // namespace
 }  // namespace rseqmalloc::rseq
