@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -43,6 +44,10 @@ int NumPossibleCpus() {
 
   n = kMaxPossibleCpusFallback;
   int saved_errno = errno;
+  // open, read and close are cancellation points: a deferred cancellation
+  // must not act inside an allocator's first call (they are noexcept).
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     char buf[256];
@@ -53,6 +58,7 @@ int NumPossibleCpus() {
       if (parsed > 0) n = parsed;
     }
   }
+  pthread_setcancelstate(cancel_state, nullptr);
   errno = saved_errno;
   cached.store(n, std::memory_order_relaxed);
   return n;

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/base/no_cancel.h"
+
 namespace rseqmalloc::internal {
 
 LogLine& LogLine::Str(const char* s) { return Str(s, strlen(s)); }
@@ -74,6 +76,7 @@ LogLine& LogLine::Fixed(uint64_t scaled, int decimals) {
 
 void LogLine::Flush(int fd) {
   int saved_errno = errno;  // logging must not change what the caller sees
+  NoCancel no_cancel;       // write is a cancellation point
   size_t done = 0;
   while (done < len_) {
     ssize_t n = write(fd, buf_ + done, len_ - done);

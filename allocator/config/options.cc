@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "allocator/base/log.h"
+#include "allocator/base/no_cancel.h"
 
 extern char** environ;
 
@@ -199,6 +200,7 @@ namespace {
 const char* const* EarlyEnvironment() {
   static char text[4096];
   static const char* entries[33];
+  NoCancel no_cancel;  // open, read and close are cancellation points
   int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return nullptr;
   char chunk[4096];

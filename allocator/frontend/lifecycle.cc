@@ -139,6 +139,7 @@ void EnsureInitialized() {
   static std::atomic<bool> hooks_done{false};
   if (hooks_done.exchange(true)) return;
   pthread_atfork(PrepareFork, AfterForkParent, AfterForkChild);
+  WatchMainThreadForMaintenance();
   if (options.verbose) PrintStartupLine(options);
   StatsAfterStart(options);
 }

@@ -35,6 +35,21 @@ std::atomic<uint32_t> g_wake_word{0};
 // the new deadline comes earlier.
 std::atomic<uint64_t> g_sleep_until{0};
 
+// Set for good when the process's main thread has left through
+// pthread_exit: the thread returns (see StopMaintenanceForGood).
+std::atomic<bool> g_stop{false};
+// The process the state above describes. A clone() child without CLONE_VM
+// gets a copy of it but runs no pthread_atfork handler, and its first thread
+// ends with the exit system call alone: a thread of ours there would keep
+// the child alive for ever. It never starts one (AttendMaintenance).
+std::atomic<pid_t> g_owner_pid{0};
+
+// Its destructor runs when the main thread calls pthread_exit (the only way
+// a process's main thread ends without ending the process), set in the
+// main thread alone.
+pthread_key_t g_main_exit_key;
+bool g_main_exit_key_made = false;
+
 std::atomic<uint64_t> g_wakeups{0};
 std::atomic<uint64_t> g_passes{0};
 std::atomic<uint64_t> g_released{0};
@@ -91,6 +106,9 @@ void* Main(void*) {
   bool caches_hold = true;
   for (;;) {
     uint32_t seen = g_wake_word.load(std::memory_order_seq_cst);
+    // The program's last thread may be gone: returning lets glibc end the
+    // process when we are the last (as it does for the program's threads).
+    if (g_stop.load(std::memory_order_seq_cst)) return nullptr;
     uint64_t now = MonotonicNs();
     if (now >= next_pass) {
       caches_hold = CachePass();
@@ -154,7 +172,37 @@ void Start() {
     AllocatorSection section;  // the page heap's lock, on a program's thread
     SetBackgroundPageRelease(true);
   }
-  g_state.store(kRunning, std::memory_order_release);
+  uint8_t expected = kStarting;
+  if (!g_state.compare_exchange_strong(expected, kRunning)) {
+    // The main thread left meanwhile: the new thread sees g_stop and returns.
+    AllocatorSection section;
+    SetBackgroundPageRelease(false);
+  }
+}
+
+// The main thread's pthread_exit: from now on the process ends when its last
+// program thread ends, and a thread of ours would keep it alive. Ours
+// returns and is never started again; the remaining threads' own allocator
+// calls do the timed release, as in a process without the thread.
+void StopMaintenanceForGood(void*) {
+  g_maintenance_attention.store(0, std::memory_order_relaxed);
+  g_stop.store(true, std::memory_order_seq_cst);
+  uint8_t was = g_state.exchange(kDisabled);
+  if (was == kRunning || was == kStarting) {
+    Wake();
+    AllocatorSection section;
+    SetBackgroundPageRelease(false);
+  }
+}
+
+// In the process's main thread (and a fork child's only thread).
+void WatchMainThreadExit() {
+  if (syscall(SYS_gettid) != getpid()) return;
+  if (!g_main_exit_key_made) {
+    g_main_exit_key_made = pthread_key_create(&g_main_exit_key, StopMaintenanceForGood) == 0;
+  }
+  // The first keys' values live in the thread descriptor: no allocation.
+  if (g_main_exit_key_made) pthread_setspecific(g_main_exit_key, reinterpret_cast<void*>(1));
 }
 
 }  // namespace
@@ -163,6 +211,7 @@ std::atomic<uint8_t> g_maintenance_attention{0};
 
 void ConfigureMaintenance(bool allowed) {
   if (!allowed) return;
+  g_owner_pid.store(getpid(), std::memory_order_relaxed);
   SetPageReleaseDeadlineHook(OnDeadlineAppeared);
   g_state.store(kNotStarted, std::memory_order_relaxed);
   g_maintenance_attention.store(1, std::memory_order_release);
@@ -172,6 +221,11 @@ void AttendMaintenance() {
   if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
   // A vfork child shares our memory and TLS: it must not start threads.
   if (MayShareTlsWithChild() || !WorthStarting()) return;
+  if (getpid() != g_owner_pid.load(std::memory_order_relaxed)) {
+    g_maintenance_attention.store(0, std::memory_order_relaxed);
+    g_state.store(kDisabled, std::memory_order_relaxed);  // a clone() child
+    return;
+  }
   uint8_t expected = kNotStarted;
   if (!g_state.compare_exchange_strong(expected, kStarting)) return;
   g_maintenance_attention.store(0, std::memory_order_relaxed);
@@ -181,11 +235,23 @@ void AttendMaintenance() {
 void MaintenanceAfterForkChild() {
   g_sleep_until.store(0, std::memory_order_relaxed);
   uint8_t state = g_state.load(std::memory_order_relaxed);
-  if (state == kRunning || state == kStarting) {
+  if (state == kRunning || state == kStarting ||
+      (state == kDisabled && g_stop.load(std::memory_order_relaxed))) {
+    // (Disabled by the parent's main thread leaving: the child's own thread
+    // is its main thread, alive.)
     SetBackgroundPageRelease(false);
+    g_stop.store(false, std::memory_order_relaxed);
     g_state.store(kNotStarted, std::memory_order_relaxed);
     g_maintenance_attention.store(1, std::memory_order_relaxed);
   }
+  if (g_state.load(std::memory_order_relaxed) != kDisabled) {
+    g_owner_pid.store(getpid(), std::memory_order_relaxed);
+    WatchMainThreadExit();
+  }
+}
+
+void WatchMainThreadForMaintenance() {
+  if (g_state.load(std::memory_order_relaxed) != kDisabled) WatchMainThreadExit();
 }
 
 MaintenanceStats GetMaintenanceStats() {

@@ -31,7 +31,10 @@
 // The thread is detached, blocks every signal, never allocates through
 // malloc, and holds no lock while it sleeps, so it neither delays exit nor
 // deadlocks fork. A fork child has no such thread; it starts its own when
-// it needs one, under the same rule.
+// it needs one, under the same rule. It never keeps a process alive: when
+// the main thread leaves through pthread_exit the thread returns and is not
+// started again, and a clone() child (no CLONE_VM, no atfork handlers, whose
+// first thread ends with the exit system call alone) never starts one.
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_MAINTENANCE_H_
 #define RSEQMALLOC_ALLOCATOR_FRONTEND_MAINTENANCE_H_
 
@@ -59,6 +62,12 @@ inline void AttendMaintenanceIfAsked() {
 
 // pthread_atfork child handler: the thread did not survive the fork.
 void MaintenanceAfterForkChild();
+
+// Once, after initialisation, outside the allocator (it may run glibc's
+// pthread_key_create): if this is the main thread, its pthread_exit will
+// stop the thread for good (a process whose main thread left ends with its
+// last program thread, which a thread of ours would prevent).
+void WatchMainThreadForMaintenance();
 
 struct MaintenanceStats {
   bool running;

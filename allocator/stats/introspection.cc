@@ -6,6 +6,7 @@
 #include <climits>
 
 #include "allocator/base/log.h"
+#include "allocator/base/no_cancel.h"
 #include "allocator/api/rseqmalloc.h"
 #include "allocator/frontend/frontend.h"
 #include "allocator/stats/stats_report.h"
@@ -65,6 +66,7 @@ void MallocStats() {
 // file descriptor behind it (open_memstream, fmemopen). Not inside any lock
 // of ours, so stdio may allocate (a memory stream grows through malloc).
 void PutLine(FILE* out, LogLine& line) {
+  NoCancel no_cancel;  // stdio's writes may be cancellation points
   fwrite(line.data(), 1, line.size(), out);
   line.Clear();
 }

@@ -8,6 +8,7 @@
 
 #include "allocator/base/clock.h"
 #include "allocator/base/log.h"
+#include "allocator/base/no_cancel.h"
 #include "allocator/central/central_heap.h"
 #include "allocator/config/options.h"
 #include "allocator/frontend/frontend.h"
@@ -48,6 +49,7 @@ void Line(LogLine& line, const char* label, uint64_t bytes, int fd) {
 // The whole process's resident set (second field of /proc/self/statm, in
 // pages), read without allocating; 0 when unreadable.
 uint64_t ResidentBytes() {
+  NoCancel no_cancel;  // open, read and close are cancellation points
   int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[128];
@@ -319,6 +321,7 @@ void ReportStats() {
     }
   }
   path[n] = '\0';
+  NoCancel no_cancel;  // open, write and close are cancellation points
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     LogLine line;

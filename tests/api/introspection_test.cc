@@ -2,10 +2,12 @@
 // malloc_info, mallopt, malloc_trim.
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -235,6 +237,49 @@ TEST(MallocTrim, ReleasesFreedSmallBlocks) {
   EXPECT_LT(after + 64 * kMiB, peak)
       << "RSS " << peak / kMiB << " MiB at peak, " << after / kMiB
       << " MiB after freeing 128 MiB and malloc_trim(0)";
+}
+
+// None of these is a cancellation point: a thread with a cancellation
+// pending gets its answer and is cancelled at its next cancellation point.
+// (They read /proc and write reports with calls that are: acted on inside
+// a noexcept function, the cancellation called std::terminate.)
+std::atomic<bool> g_go{false};
+std::atomic<int> g_calls_returned{0};
+
+void* CallsWithCancellationPending(void*) {
+  while (!g_go.load()) {
+  }
+  mallinfo2();
+  g_calls_returned.fetch_add(1);
+  malloc_stats();
+  g_calls_returned.fetch_add(1);
+  malloc_trim(0);
+  g_calls_returned.fetch_add(1);
+#ifndef RSEQMALLOC_TEST_GLIBC  // glibc's malloc_info may act on it (fprintf)
+  char buffer[1 << 16];
+  if (FILE* f = fmemopen(buffer, sizeof buffer, "w")) {
+    malloc_info(0, f);
+    g_calls_returned.fetch_add(1);
+    fclose(f);  // a cancellation point: may be where it acts
+  }
+#else
+  g_calls_returned.fetch_add(1);
+#endif
+  pthread_testcancel();
+  return nullptr;
+}
+
+TEST(Introspection, NoCallIsACancellationPoint) {
+  pthread_t thread;
+  ASSERT_EQ(pthread_create(&thread, nullptr, CallsWithCancellationPending, nullptr), 0);
+  ASSERT_EQ(pthread_cancel(thread), 0);  // pending: the thread is spinning
+  CaptureStderr([&thread] {  // malloc_stats writes its report there
+    g_go.store(true);
+    void* result = nullptr;
+    pthread_join(thread, &result);
+    EXPECT_EQ(result, PTHREAD_CANCELED);
+  });
+  EXPECT_EQ(g_calls_returned.load(), 4);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 // the same tests check that it never starts and that the program's own
 // allocator calls do the timed release instead.
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -229,6 +231,109 @@ TEST(MaintenanceThread, ProgramExitsPromptlyWhateverTheThreadIsDoing) {
     ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
     EXPECT_EQ(WEXITSTATUS(status), 0);
   }
+}
+
+// Waits (no allocator call) up to `seconds` for the maintenance thread to
+// run; false if it never did.
+bool AwaitThreadRunning(double seconds) {
+  for (int i = 0; i < static_cast<int>(seconds * 100); ++i) {
+    rseqmalloc_release_stats s;
+    if (rseqmalloc_get_release_stats(&s) == 0 && s.background_running != 0) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
+enum ExitResult {
+  kWorkerDone = 0,  // the process's status when it ends as it should
+  kThreadNeverRan = 20,
+  kThreadOutlivedMain = 21,
+  kCloneFailed = 22,
+  kCloneChildHung = 23,
+  kCloneChildStatus = 24,
+};
+
+std::atomic<bool> g_thread_seen{false};
+
+void* WorkerAfterMain(void*) {
+  ChurnLargeBlocks();
+  if (MaintenanceThreadAllowed() && !AwaitThreadRunning(10)) _exit(kThreadNeverRan);
+  g_thread_seen.store(true);
+  // The main thread leaves now; then ours must stop, and stay stopped
+  // whatever this thread allocates.
+  for (int i = 0; i < 300; ++i) {
+    rseqmalloc_release_stats s;
+    if (rseqmalloc_get_release_stats(&s) == 0 && s.background_running == 0) break;
+    usleep(10000);
+  }
+  ChurnLargeBlocks();
+  usleep(100000);
+  rseqmalloc_release_stats s;
+  if (rseqmalloc_get_release_stats(&s) == 0 && s.background_running != 0) _exit(kThreadOutlivedMain);
+  return nullptr;  // the last program thread: the process ends, status 0
+}
+
+// main() may end with pthread_exit: the process then ends when its last
+// thread does, with status 0, so a thread of ours must not outlive the
+// program's (it used to: the process never ended, and ignored SIGTERM).
+// The main thread that leaves is a fresh run of this binary's disabled test
+// below, without GoogleTest's catch-all (pthread_exit unwinds the stack).
+TEST(MaintenanceThread, MainThreadsPthreadExitLetsTheProcessEnd) {
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0) << strerror(errno);
+  if (pid == 0) {
+    unsetenv("XML_OUTPUT_FILE");  // the files of this run, not the child's
+    unsetenv("TEST_PREMATURE_EXIT_FILE");
+    execl("/proc/self/exe", "maintenance_thread_test",
+          "--gtest_filter=MaintenanceThread.DISABLED_MainThreadLeavesThroughPthreadExit",
+          "--gtest_also_run_disabled_tests", "--gtest_catch_exceptions=0", nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  ASSERT_TRUE(WaitWithDeadline(pid, 30, &status)) << "the process outlived its last thread";
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), kWorkerDone);
+}
+
+TEST(MaintenanceThread, DISABLED_MainThreadLeavesThroughPthreadExit) {
+  pthread_t worker;
+  if (pthread_create(&worker, nullptr, WorkerAfterMain, nullptr) != 0) _exit(kThreadNeverRan);
+  while (!g_thread_seen.load()) usleep(1000);
+  pthread_exit(nullptr);
+}
+
+int CloneChildAllocates(void*) {
+  ChurnLargeBlocks();  // pages waiting, in a process that looks multi-threaded
+  for (int i = 0; i < 1000; ++i) free(malloc(16 + i * 40));
+  usleep(200000);
+  return 7;  // glibc's clone() ends the child with the exit system call
+}
+
+// A clone() child of a multi-threaded process (no CLONE_VM: its own copy of
+// memory; no pthread_atfork handlers) that allocates ends when its function
+// returns: it must not get a thread of ours, which would keep it alive.
+TEST(MaintenanceThread, CloneChildEndsWhenItsFunctionReturns) {
+  const pid_t pid = fork();  // a fresh process whose thread is not started
+  ASSERT_GE(pid, 0) << strerror(errno);
+  if (pid == 0) {
+    pthread_t idle;
+    pthread_create(&idle, nullptr, [](void*) -> void* {
+      pause();
+      return nullptr;
+    }, nullptr);
+    constexpr size_t kStack = 1 << 20;
+    static char stack[kStack] __attribute__((aligned(16)));
+    pid_t child = clone(CloneChildAllocates, stack + kStack, SIGCHLD, nullptr);
+    if (child < 0) _exit(kCloneFailed);
+    int child_status = 0;
+    if (!WaitWithDeadline(child, 15, &child_status)) _exit(kCloneChildHung);
+    _exit(WIFEXITED(child_status) && WEXITSTATUS(child_status) == 7 ? kWorkerDone
+                                                                     : kCloneChildStatus);
+  }
+  int status = 0;
+  ASSERT_TRUE(WaitWithDeadline(pid, 60, &status));
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), kWorkerDone);
 }
 
 }  // namespace
