@@ -202,6 +202,16 @@ TEST(MaintenanceThread, ForkChildAllocatesAndExitsParentThreadKeepsWorking) {
   }
 }
 
+// A second thread that never calls the allocator again: the process is
+// multi-threaded from now on (never joined; the process's exit ends it).
+void StartThreadThatPauses() {
+  pthread_t idle;
+  pthread_create(&idle, nullptr, [](void*) -> void* {
+    pause();
+    return nullptr;
+  }, nullptr);
+}
+
 // A child that exits while the thread sleeps, sweeps or releases (the
 // delay is 50 ms; the exits fall before, around and after it) exits at once:
 // the thread holds nothing exit needs and does not keep the process alive.
@@ -210,11 +220,7 @@ TEST(MaintenanceThread, ProgramExitsPromptlyWhateverTheThreadIsDoing) {
     const pid_t pid = fork();
     ASSERT_GE(pid, 0) << strerror(errno);
     if (pid == 0) {
-      pthread_t idle;
-      pthread_create(&idle, nullptr, [](void*) -> void* {
-        pause();
-        return nullptr;
-      }, nullptr);
+      StartThreadThatPauses();
       for (int round = 0; round < 4; ++round) {
         void* blocks[kBlocks];
         for (auto& b : blocks) {
@@ -316,11 +322,7 @@ TEST(MaintenanceThread, CloneChildEndsWhenItsFunctionReturns) {
   const pid_t pid = fork();  // a fresh process whose thread is not started
   ASSERT_GE(pid, 0) << strerror(errno);
   if (pid == 0) {
-    pthread_t idle;
-    pthread_create(&idle, nullptr, [](void*) -> void* {
-      pause();
-      return nullptr;
-    }, nullptr);
+    StartThreadThatPauses();
     constexpr size_t kStack = 1 << 20;
     static char stack[kStack] __attribute__((aligned(16)));
     pid_t child = clone(CloneChildAllocates, stack + kStack, SIGCHLD, nullptr);
