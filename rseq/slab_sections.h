@@ -6,8 +6,8 @@
 // Contract (both implementations). `where` says which rseq area to read and
 // where the regions are (SlabWhere, relative to the area nobody registers,
 // whose thread-pointer offset is `never`: one GOT load, or a constant); `cls`
-// selects an 8-byte header {uint32 current, uint32 end} at region + 8 * cls; slot s is the void* at
-// region + 8 * s. The slot just below each class's first slot always holds
+// selects an 8-byte header {uint32 current, uint32 end} at region + 8 * cls;
+// slot s is the void* at region + 8 * s. The slot just below each class's first slot always holds
 // 0 (the begin marker), and so do the 8 bytes below every region, so a pop
 // needs no `begin`: it stops at the 0.
 //
@@ -59,6 +59,9 @@ namespace rseqmalloc::rseq {
 #define RSEQMALLOC_SLAB_STR2(x) #x
 #define RSEQMALLOC_SLAB_STR(x) RSEQMALLOC_SLAB_STR2(x)
 inline constexpr unsigned kSlabShift = RSEQMALLOC_SLAB_SHIFT;
+// The asm below addresses a header as (region, cls, 8), `end` at +4, and
+// loads and commits `current` as 32 bits: the layout of pseudocode.h.
+static_assert(internal::kHeaderBytes == 8, "the sections' asm spells the header as 8 bytes");
 
 // Where one slab's sections look: the rseq area they arm and check and the
 // id field they index with (cpu_id or mm_cid), as offsets from the
@@ -418,7 +421,7 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return 0;
     internal::IdLock lock(id);
-    auto* current = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
+    auto* current = reinterpret_cast<std::uint32_t*>(region + internal::kHeaderBytes * cls);
     int have = static_cast<int>(*current) - static_cast<int>(begin);
     if (have <= 0) return 0;
     unsigned k = static_cast<unsigned>(have) < n ? static_cast<unsigned>(have) : n;
@@ -434,7 +437,7 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return 0;
     internal::IdLock lock(id);
-    auto* header = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
+    auto* header = reinterpret_cast<std::uint32_t*>(region + internal::kHeaderBytes * cls);
     int room = static_cast<int>(header[1]) - static_cast<int>(header[0]);
     if (room <= 0) return 0;
     unsigned k = static_cast<unsigned>(room) < n ? static_cast<unsigned>(room) : n;
@@ -449,7 +452,7 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return nullptr;
     internal::IdLock lock(id);
-    auto* current = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
+    auto* current = reinterpret_cast<std::uint32_t*>(region + internal::kHeaderBytes * cls);
     // (A header of 0 reads the 0 below the region, as the sections do.)
     void* item = reinterpret_cast<void**>(region)[static_cast<std::ptrdiff_t>(*current) - 1];
     if (item != nullptr) {
@@ -463,7 +466,7 @@ struct SlabReference {
     int id = Locate(where, &region);
     if (id < 0) return false;
     internal::IdLock lock(id);
-    auto* header = reinterpret_cast<std::uint32_t*>(region + 8 * cls);
+    auto* header = reinterpret_cast<std::uint32_t*>(region + internal::kHeaderBytes * cls);
     if (header[0] >= header[1]) return false;
     reinterpret_cast<void**>(region)[header[0]] = item;
     __atomic_store_n(&header[0], static_cast<std::uint32_t>(header[0] + 1), __ATOMIC_RELAXED);

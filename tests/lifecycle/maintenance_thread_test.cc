@@ -275,7 +275,9 @@ void* WorkerAfterMain(void*) {
   ChurnLargeBlocks();
   usleep(100000);
   rseqmalloc_release_stats s;
-  if (rseqmalloc_get_release_stats(&s) == 0 && s.background_running != 0) _exit(kThreadOutlivedMain);
+  if (rseqmalloc_get_release_stats(&s) == 0 && s.background_running != 0) {
+    _exit(kThreadOutlivedMain);
+  }
   return nullptr;  // the last program thread: the process ends, status 0
 }
 
