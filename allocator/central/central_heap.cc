@@ -60,26 +60,54 @@ void UnlockTransferCaches() {
 
 size_t PagesFor(size_t bytes) { return bytes == 0 ? 1 : (bytes + kPageSize - 1) >> kPageShift; }
 
+// The bytes of slot arrays for every class's caches.
+size_t TransferSlotsBytes(int shards, bool may_grow) {
+  size_t total_slots = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    total_slots += static_cast<size_t>(TransferCache::SlotsFor(cls, shards, may_grow)) *
+                   static_cast<size_t>(shards);
+  }
+  return PagesFor(total_slots * sizeof(void*)) << kPageShift;
+}
+
+// Mapped apart from the arena: reserved for grown caches, touched only as
+// used, and partly given back when they shrink. nullptr when the system
+// refuses the mapping.
+void** MapTransferSlots(int shards, bool may_grow) {
+  return static_cast<void**>(SystemMapMetadata(TransferSlotsBytes(shards, may_grow)));
+}
+
+// Growth's reservation (31 MiB) is made only when it is at most this
+// share of an address-space limit: under a limit of 40 MiB it would leave
+// the heap a few MiB.
+constexpr size_t kTransferGrowthShareOfLimit = 32;
+
 [[gnu::noinline, gnu::cold]] void InitSlow() {
   SpinLockHolder h(&g_init_lock);
   if (g_initialized.load(std::memory_order_relaxed)) return;
   g_pagemap.ChooseClassBytes();  // before any heap mapping (pagemap.h)
   g_transfer_shards = CountTransferShards();
-  size_t total_slots = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
-    total_slots += static_cast<size_t>(TransferCache::GrownCapacityFor(cls, g_transfer_shards)) *
-                   static_cast<size_t>(g_transfer_shards);
+  // Slots for grown caches first; under an address-space limit (RLIMIT_AS)
+  // too low for them, caches that keep their first capacity, then one shard
+  // of those: a program limited to a few tens of MiB still allocates
+  // (docs/reliability.md, "A low address-space limit").
+  bool may_grow = TransferSlotsBytes(g_transfer_shards, true) <=
+                  SystemAddressSpaceLimit() / kTransferGrowthShareOfLimit;
+  void** slots = MapTransferSlots(g_transfer_shards, may_grow);
+  if (slots == nullptr && may_grow) {
+    may_grow = false;
+    slots = MapTransferSlots(g_transfer_shards, may_grow);
   }
-  // Mapped apart from the arena: reserved for grown caches, touched only as
-  // used, and partly given back when they shrink.
-  void** slots = static_cast<void**>(SystemMapMetadata(PagesFor(total_slots * sizeof(void*))
-                                                       << kPageShift));
+  if (slots == nullptr && g_transfer_shards > 1) {
+    g_transfer_shards = 1;
+    slots = MapTransferSlots(g_transfer_shards, may_grow);
+  }
   if (slots == nullptr) Crash("cannot map memory for the transfer caches");
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     g_central[cls].Init(cls, &g_page_heap);
     for (int s = 0; s < g_transfer_shards; ++s) {
-      g_transfer[s][cls].Init(cls, &g_central[cls], slots, g_transfer_shards);
-      slots += TransferCache::GrownCapacityFor(cls, g_transfer_shards);
+      g_transfer[s][cls].Init(cls, &g_central[cls], slots, g_transfer_shards, may_grow);
+      slots += TransferCache::SlotsFor(cls, g_transfer_shards, may_grow);
     }
   }
   g_initialized.store(true, std::memory_order_release);
@@ -293,6 +321,7 @@ void GetCentralStats(CentralStats* out) {
   out->system_reserved_bytes = sys.reserved_bytes;
   out->system_unused_bytes = sys.reserved_bytes - sys.handed_out_bytes;
   out->system_released_bytes_total = sys.released_bytes_total;
+  out->system_unmapped_bytes_total = sys.unmapped_bytes_total;
   out->page_heap_bytes = ph.total_bytes;
   out->small_span_bytes = ph.small_in_use_bytes;
   out->large_in_use_bytes = ph.large_in_use_bytes;

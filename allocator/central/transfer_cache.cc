@@ -46,10 +46,11 @@ int TransferCache::GrownCapacityFor(uint32_t cls, int shards) {
   return Capacity(cls, kTransferCacheGrownBatches, bytes);
 }
 
-void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, int shards) {
+void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, int shards,
+                         bool may_grow) {
   central_ = central;
   base_capacity_ = CapacityFor(cls);
-  grown_capacity_ = GrownCapacityFor(cls, shards);
+  grown_capacity_ = SlotsFor(cls, shards, may_grow);
   slots_ = slots;
   end_ = slots + grown_capacity_;
   capacity_ = base_capacity_;

@@ -32,7 +32,9 @@
 // no longer use (the stack grows down from the end of its slots, so the
 // low ones); ReleaseFreeMemory drains them. Slot arrays are reserved for
 // the grown capacity (31 MiB of address space for all classes, whatever
-// the number of shards) and touched only as used.
+// the number of shards) and touched only as used. Where the system will not
+// reserve that much (a low RLIMIT_AS), the caches are set up without growth
+// (central_heap.cc): the base capacities need a few MiB.
 //
 // RemoveRange serves from the cache first and tops up from the central free
 // list; InsertRange fills the cache and sends the overflow to the central
@@ -75,10 +77,16 @@ class alignas(64) TransferCache {
   // each).
   static int CapacityFor(uint32_t cls);
   static int GrownCapacityFor(uint32_t cls, int shards = 1);
+  // The slots Init needs: GrownCapacityFor, or CapacityFor when the cache
+  // may not grow.
+  static int SlotsFor(uint32_t cls, int shards, bool may_grow) {
+    return may_grow ? GrownCapacityFor(cls, shards) : CapacityFor(cls);
+  }
 
-  // slots must hold GrownCapacityFor(cls, shards) pointers and outlive the
-  // cache.
-  void Init(uint32_t cls, CentralFreeList* central, void** slots, int shards = 1);
+  // slots must hold SlotsFor(cls, shards, may_grow) pointers and outlive
+  // the cache.
+  void Init(uint32_t cls, CentralFreeList* central, void** slots, int shards = 1,
+            bool may_grow = true);
 
   int RemoveRange(void** out, int n) { return RemoveRange(out, n, nullptr, 0); }
   // The same, taking from the caches of `neighbours` (the class's caches

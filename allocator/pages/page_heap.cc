@@ -19,6 +19,7 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
   size_t need = align_pages > 1 ? n + align_pages - 1 : n;
   bool released_for_growth = false;
+  bool unmapped_for_growth = false;
   for (;;) {
     uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
     bool no_fit = false;
@@ -46,7 +47,11 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
       Release(growth);
       continue;  // released runs may coalesce into a fit
     }
-    if (!GrowUnlocked(need)) return nullptr;
+    if (GrowUnlocked(need)) continue;
+    // The system refused: under an address-space limit the free spans hold
+    // the room a fresh mapping needs (UnmapFree says why all of them).
+    if (unmapped_for_growth || UnmapFree() == 0) return nullptr;
+    unmapped_for_growth = true;
   }
 }
 
@@ -194,6 +199,7 @@ void PageHeap::GetStats(PageHeapStats* out) {
 
 void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->total_bytes = total_pages_ << kPageShift;
+  out->unmapped_bytes_total = unmapped_pages_ << kPageShift;
   out->small_in_use_bytes = small_pages_ << kPageShift;
   out->large_in_use_bytes = large_pages_ << kPageShift;
   out->free_backed_bytes = (free_backed_pages_ + releasing_pages_) << kPageShift;
@@ -349,14 +355,25 @@ bool PageHeap::GrowUnlocked(size_t n) {
     mem = SystemAlloc(ask << kPageShift);
   }
   if (mem == nullptr) return false;
+  {
+    SpinLockHolder h(&lock_);
+    if (AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, ask)) return true;
+  }
+  // The pagemap could not cover the pages (its leaves are mapped too): the
+  // fresh range goes back, and a range of exactly n pages needs less.
+  SystemUnmap(mem, ask << kPageShift);
+  if (ask == n) return false;
+  mem = SystemAlloc(n << kPageShift);
+  if (mem == nullptr) return false;
   SpinLockHolder h(&lock_);
-  return AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, ask);
+  if (AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, n)) return true;
+  SystemUnmap(mem, n << kPageShift);
+  return false;
 }
 
 // Pages fresh from the system: free, and counted as returned (untouched).
 bool PageHeap::AddFreshPages(uintptr_t first, size_t n) {
-  // On failure the reservation is lost to this heap; it was never touched,
-  // so it costs address space only.
+  // On failure the caller still owns the range.
   if (!g_pagemap.Ensure(first, n)) return false;
   Span* span = NewSpan();
   if (span == nullptr) return false;

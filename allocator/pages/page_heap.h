@@ -45,9 +45,13 @@
 //     bytes regardless of age: over it, the oldest go back until 3/4 of
 //     the cap remain.
 //   * ReleaseAll (malloc_trim) returns every free backed page.
-//   * No lock is held across a system call: the spans to release are taken
-//     off the lists (state kReleasing) and merged back as returned after
-//     madvise; fresh memory is mapped with the lock dropped.
+//   * No lock is held across madvise or mmap: the spans to release are
+//     taken off the lists (state kReleasing) and merged back as returned
+//     after madvise; fresh memory is mapped with the lock dropped.
+//   * Out of address space: when the system refuses fresh memory (an
+//     RLIMIT_AS the program reached), New unmaps every free span once
+//     (UnmapFree, which holds the lock across munmap: a rare path) and
+//     tries again. Only then is heap memory ever unmapped.
 //
 // Large spans change length in place (ResizeLarge, for realloc): growth
 // takes the free pages after the span, shrinking frees its tail.
@@ -78,7 +82,7 @@ inline constexpr uint64_t kLateReleaseNs = 1'000'000'000;
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
 
 struct PageHeapStats {
-  uint64_t total_bytes;           // ever obtained from the system
+  uint64_t total_bytes;           // obtained from the system, still mapped
   uint64_t small_in_use_bytes;    // spans holding small objects
   uint64_t large_in_use_bytes;    // spans handed out as large allocations
   uint64_t free_backed_bytes;     // free, possibly resident
@@ -91,6 +95,7 @@ struct PageHeapStats {
   uint64_t next_release_ns;         // deadline of the oldest backed span
   uint64_t free_spans;
   uint64_t long_free_spans;  // free runs longer than kMaxPages
+  uint64_t unmapped_bytes_total;  // free spans unmapped for want of address space
 };
 
 // Free spans by length, for the statistics report: bucket 0 holds spans of
@@ -135,6 +140,11 @@ class PageHeap {
 
   // Returns every free backed page to the OS.
   void ReleaseAll();
+
+  // Unmaps every free span (New does when the system refuses fresh
+  // memory: the address space is what a limit counts). Returns the pages
+  // unmapped.
+  size_t UnmapFree();
 
   // Returns the free backed spans whose delay has passed (and those due
   // within the sweep's slack); adds the bytes to *released. Returns the
@@ -253,6 +263,7 @@ class PageHeap {
   uint64_t free_returned_pages_ = 0;
   uint64_t free_spans_ = 0;
   uint64_t released_bytes_[4] = {};  // by Cause
+  uint64_t unmapped_pages_ = 0;      // by UnmapFree, since the start
 };
 
 }  // namespace rseqmalloc::internal

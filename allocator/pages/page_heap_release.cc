@@ -1,6 +1,9 @@
 // The page heap's release policy (see page_heap.h): which free backed spans
-// go back to the OS, when, and how without holding the lock across madvise.
+// go back to the OS, when, and how without holding the lock across madvise;
+// and unmapping free spans when address space runs out.
 #include "allocator/base/clock.h"
+#include "allocator/pages/arena.h"
+#include "allocator/pages/pagemap.h"
 #include "allocator/pages/page_heap.h"
 #include "allocator/pages/system.h"
 
@@ -211,6 +214,48 @@ void PageHeap::ReclaimReleasingLocked() {
     s->location = SpanLocation::kFreeBacked;
     MergeAndInsert(s);
   }
+}
+
+// Only after a mapping failed, which under an address-space limit
+// (RLIMIT_AS) means the heap's free spans hold the room it needs. They all
+// go: any of them may be what the next mapping needs, and a program at its
+// limit gains more from address space than from a pool of free pages. The
+// munmap runs under the lock, unlike madvise: this path is rare, and a span
+// out of the lists but still mapped would be lost to a fork child.
+size_t PageHeap::UnmapFree() {
+  SpinLockHolder h(&lock_);
+  size_t pages = 0;
+  SpanList kept;  // spans the kernel would not unmap (vm.max_map_count)
+  auto unmap_all = [&](SpanList& list) {
+    while (!list.empty()) {
+      Span* span = list.first();
+      RemoveFree(span);
+      if (!SystemUnmap(span->start(), span->bytes())) {
+        kept.PushFront(span);
+        continue;
+      }
+      // Neighbours find no span here from now on: nothing merges into the
+      // hole, and a later mapping of the same addresses starts afresh.
+      g_pagemap.SetSpan(span->first_page, nullptr);
+      g_pagemap.SetSpan(span->last_page(), nullptr);
+      total_pages_ -= span->num_pages;
+      pages += span->num_pages;
+      DeleteSpan(span);
+    }
+  };
+  for (size_t n = 1; n <= kMaxPages; ++n) {
+    unmap_all(backed_[n]);
+    unmap_all(returned_[n]);
+  }
+  unmap_all(long_backed_);
+  unmap_all(long_returned_);
+  while (!kept.empty()) {
+    Span* span = kept.first();
+    kept.Remove(span);
+    InsertFree(span);
+  }
+  unmapped_pages_ += pages;
+  return pages;
 }
 
 }  // namespace rseqmalloc::internal

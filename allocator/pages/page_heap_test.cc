@@ -21,7 +21,7 @@ namespace {
 // Heaps must outlive their memory, so each test gets its own static heap.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_cap, g_release, g_random, g_owner_a,
     g_owner_b, g_reuse, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing, g_absorb,
-    g_histogram;
+    g_histogram, g_unmap;
 
 // The injected clock of the release-policy tests.
 std::atomic<uint64_t> g_fake_now{1'000'000'000};
@@ -102,6 +102,64 @@ TEST(PageHeap, FreeSpanHistogramCountsEachFreeSpanByLengthAndState) {
   EXPECT_EQ((1 + 3 + 200) * kPageSize, st.free_backed_bytes);
   for (Span* s : keep) g_histogram.Delete(s);
   ExpectBalanced(&g_histogram);
+}
+
+// Whether any byte of [p, p + bytes) is still mapped: mincore fails with
+// ENOMEM on a range with unmapped pages, and an unmapped range is all holes.
+bool AnyPageMapped(void* p, size_t bytes) {
+  size_t os_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  unsigned char vec;
+  for (size_t off = 0; off < bytes; off += os_page) {
+    if (mincore(static_cast<char*>(p) + off, os_page, &vec) == 0) return true;
+  }
+  return false;
+}
+
+TEST(PageHeap, UnmapFreeUnmapsEveryFreeSpanAndKeepsTheLiveOnes) {
+  Span* live = g_unmap.New(4, 7);
+  Span* freed = g_unmap.New(6, 7);
+  Span* large = g_unmap.New(200, kLargeClass);
+  ASSERT_NE(live, nullptr);
+  ASSERT_NE(freed, nullptr);
+  ASSERT_NE(large, nullptr);
+  memset(live->start(), 0x5a, live->bytes());
+  void* freed_at = freed->start();
+  size_t freed_bytes = freed->bytes();
+  void* large_at = large->start();
+  size_t large_bytes = large->bytes();
+  g_unmap.Delete(freed);
+  g_unmap.Delete(large);
+  PageHeapStats before;
+  g_unmap.GetStats(&before);
+  size_t free_pages = (before.free_backed_bytes + before.free_returned_bytes) >> kPageShift;
+  ASSERT_GT(free_pages, 0u);
+
+  EXPECT_EQ(g_unmap.UnmapFree(), free_pages);
+  PageHeapStats after;
+  g_unmap.GetStats(&after);
+  EXPECT_EQ(after.total_bytes, 4 * kPageSize);
+  EXPECT_EQ(after.free_backed_bytes + after.free_returned_bytes, 0u);
+  EXPECT_EQ(after.free_spans, 0u);
+  EXPECT_EQ(after.unmapped_bytes_total, free_pages << kPageShift);
+  ExpectBalanced(&g_unmap);
+  EXPECT_FALSE(AnyPageMapped(freed_at, freed_bytes));
+  EXPECT_FALSE(AnyPageMapped(large_at, large_bytes));
+  // The live span is untouched, and its neighbours are holes now: freeing
+  // it must not merge with pages that are gone.
+  for (size_t i = 0; i < live->bytes(); ++i) {
+    ASSERT_EQ(static_cast<unsigned char*>(live->start())[i], 0x5a);
+  }
+  EXPECT_EQ(g_unmap.UnmapFree(), 0u);  // nothing free now
+  g_unmap.Delete(live);
+  g_unmap.GetStats(&after);
+  EXPECT_EQ(after.free_spans, 1u);
+  EXPECT_EQ(after.free_backed_bytes, 4 * kPageSize);
+  // And the heap grows again afterwards.
+  Span* again = g_unmap.New(300, kLargeClass);
+  ASSERT_NE(again, nullptr);
+  memset(again->start(), 1, again->bytes());
+  g_unmap.Delete(again);
+  ExpectBalanced(&g_unmap);
 }
 
 TEST(PageHeap, LargeSpanMarksOnlyItsFirstPage) {

@@ -23,6 +23,7 @@ constinit std::atomic<uint64_t> g_reserved{0};
 constinit std::atomic<uint64_t> g_handed_out{0};
 constinit std::atomic<uint64_t> g_released{0};
 constinit std::atomic<uint64_t> g_metadata{0};
+constinit std::atomic<uint64_t> g_unmapped{0};
 
 // Whether heap mappings ask for transparent huge pages (SystemUseHugePages).
 constinit std::atomic<bool> g_huge_pages{false};
@@ -62,6 +63,18 @@ uintptr_t MapAligned(size_t bytes, size_t align) {
 
 size_t RoundUp(size_t n, size_t align) { return (n + align - 1) & ~(align - 1); }
 
+// The rest of the current chunk is too short for a request: it goes back
+// before the next mapping, which may need its address space (RLIMIT_AS).
+// Never touched, so it costs nothing else. Caller holds g_system_lock.
+void UnmapChunkRestLocked() {
+  size_t rest = g_chunk_end - g_chunk_next;
+  if (rest != 0 && munmap(reinterpret_cast<void*>(g_chunk_next), rest) == 0) {
+    g_reserved.fetch_sub(rest, std::memory_order_relaxed);
+    g_unmapped.fetch_add(rest, std::memory_order_relaxed);
+    g_chunk_end = g_chunk_next;
+  }
+}
+
 }  // namespace
 
 void* SystemAlloc(size_t bytes) {
@@ -78,6 +91,7 @@ void* SystemAlloc(size_t bytes) {
     return reinterpret_cast<void*>(p);
   }
   if (g_chunk_end - g_chunk_next < bytes) {
+    UnmapChunkRestLocked();
     size_t chunk = kChunkBytes;
     uintptr_t p = MapAligned(chunk, kChunkAlign);
     if (p == 0) {
@@ -126,6 +140,15 @@ bool SystemRelease(void* p, size_t bytes) {
   return true;
 }
 
+bool SystemUnmap(void* p, size_t bytes) {
+  if (bytes == 0) return true;
+  if (munmap(p, bytes) != 0) return false;
+  g_reserved.fetch_sub(bytes, std::memory_order_relaxed);
+  g_handed_out.fetch_sub(bytes, std::memory_order_relaxed);
+  g_unmapped.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
+}
+
 void SystemReleaseMetadata(void* p, size_t bytes) {
   uintptr_t os_page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + os_page - 1) & ~(os_page - 1);
@@ -140,9 +163,14 @@ void* SystemMapMetadata(size_t bytes) {
   return p;
 }
 
-void* SystemReserveSparse(size_t bytes) {
+size_t SystemAddressSpaceLimit() {
   struct rlimit limit;
-  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur != RLIM_INFINITY) return nullptr;
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  return static_cast<size_t>(limit.rlim_cur);
+}
+
+void* SystemReserveSparse(size_t bytes) {
+  if (SystemAddressSpaceLimit() != SIZE_MAX) return nullptr;
   void* p = mmap(nullptr, bytes, PROT_READ, kFlags, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   madvise(p, bytes, MADV_NOHUGEPAGE);  // advice only: failing it changes nothing
@@ -160,6 +188,7 @@ void GetSystemStats(SystemStats* out) {
   out->handed_out_bytes = g_handed_out.load(std::memory_order_relaxed);
   out->released_bytes_total = g_released.load(std::memory_order_relaxed);
   out->metadata_bytes = g_metadata.load(std::memory_order_relaxed);
+  out->unmapped_bytes_total = g_unmapped.load(std::memory_order_relaxed);
 }
 
 void SystemLockForFork() { g_system_lock.Lock(); }

@@ -5,14 +5,16 @@
 // kChunkAlign (2 MiB, a transparent huge page), with MAP_NORESERVE: reserving
 // costs address space only, and a page costs memory once it is touched. The
 // page heap carves its growth out of the current chunk. A request of at least
-// kOwnMappingBytes gets a mapping of its own, so the tail of a chunk that is
-// abandoned when the next request does not fit wastes at most that much
-// address space (never memory: it is never touched). When a chunk cannot be
-// mapped (small RLIMIT_AS) the request is retried with a mapping of exactly
-// its size, and failing that SystemAlloc returns nullptr.
+// kOwnMappingBytes gets a mapping of its own. The untouched tail of a chunk
+// that is too short for the next request is unmapped when the next chunk is
+// mapped. When a chunk cannot be mapped (small RLIMIT_AS) the request is
+// retried with a mapping of exactly its size, and failing that SystemAlloc
+// returns nullptr.
 //
-// Nothing is ever unmapped: freed pages go back with madvise(MADV_DONTNEED),
-// after which the range reads as zeros and is re-faulted on the next touch.
+// Freed pages go back with madvise(MADV_DONTNEED), after which the range
+// reads as zeros and is re-faulted on the next touch. Heap memory is
+// unmapped only when the page heap runs out of address space
+// (SystemUnmap): then every free span goes (page_heap.h).
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_SYSTEM_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_SYSTEM_H_
 
@@ -31,6 +33,7 @@ struct SystemStats {
   uint64_t reserved_bytes;        // heap address space mapped (chunks + own mappings)
   uint64_t handed_out_bytes;      // of which given to callers of SystemAlloc
   uint64_t released_bytes_total;  // cumulative bytes passed to SystemRelease
+  uint64_t unmapped_bytes_total;  // cumulative heap bytes unmapped (chunk tails, SystemUnmap)
   uint64_t metadata_bytes;        // mapped through SystemMapMetadata, still mapped
 };
 
@@ -52,6 +55,16 @@ bool SystemAllocAt(void* p, size_t bytes);
 // reads as zero afterwards. Both must be multiples of the OS page size.
 // Returns false if madvise failed (the pages then stay resident).
 bool SystemRelease(void* p, size_t bytes);
+
+// The process's address-space limit (RLIMIT_AS) in bytes; SIZE_MAX when it
+// has none. Reservations that only pay off with room to spare (the transfer
+// caches' growth) look at it.
+size_t SystemAddressSpaceLimit();
+
+// Unmaps [p, p + bytes), heap memory SystemAlloc handed out (page-aligned),
+// when a mapping failed for want of address space. False when the kernel
+// refuses (the range then stays as it was).
+bool SystemUnmap(void* p, size_t bytes);
 
 // Anonymous mapping for metadata (arena blocks, pagemap leaves); page-aligned,
 // zeroed, untouched until used. nullptr on failure.

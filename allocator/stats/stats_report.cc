@@ -195,6 +195,11 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
       .Dec(r.released_growth_bytes).Str(" for fresh pages, ").Dec(r.released_cap_bytes)
       .Str(" over the cap, ").Dec(r.released_trim_bytes).Str(" by malloc_trim (bytes)\n")
       .Flush(fd);
+  if (central.system_unmapped_bytes_total != 0) {
+    line.Str("    unmapped: ").Dec(central.system_unmapped_bytes_total)
+        .Str(" bytes of address space (a mapping was refused, or a chunk's unused tail)\n")
+        .Flush(fd);
+  }
   line.Str("  maintenance thread: ").Str(m.running ? "running" : "not running").Str("; ")
       .Dec(m.wakeups).Str(" wake-ups, ").Dec(m.passes).Str(" cache passes, released ")
       .Dec(m.released_bytes).Str(" bytes, ").Dec(m.transfer_objects_returned)

@@ -6,9 +6,17 @@
 // cross-thread workload there over every size class; the child checks that
 // no such mapping exists and that blocks and their sizes come back right.
 // Without a limit, the same binary must have the flat array.
+//
+// TightLimits: a helper program (address_space_limit_helper.cc) runs under
+// limits of 24, 40 and 160 MiB above its own size before it allocates. The
+// allocator must set itself up in that room (its reservations shrink) and
+// give address space back when a mapping is refused, so that blocks of
+// changing sizes fit one after another (docs/reliability.md, "A low
+// address-space limit").
 #include <malloc.h>
 #include <pthread.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -151,6 +160,76 @@ TEST(AddressSpaceLimit, UnlimitedHasTheFlatArray) {
   if (limit.rlim_cur != RLIM_INFINITY) GTEST_SKIP() << "this run has an address-space limit";
   CrossThreadWorkload();
   EXPECT_TRUE(HasFlatClassArray());
+}
+
+std::string HelperPath(const char* name) {
+  const char* srcdir = getenv("TEST_SRCDIR");
+  const char* workspace = getenv("TEST_WORKSPACE");
+  std::string rel = std::string("tests/faults/") + name;
+  if (srcdir == nullptr || workspace == nullptr) return rel;
+  return std::string(srcdir) + "/" + workspace + "/" + rel;
+}
+
+// Runs the helper with `args`, under `limit` bytes of address space (0:
+// none); returns its wait status, and its standard output in *out.
+int RunHelper(const std::string& path, const char* mode, const char* arg, rlim_t limit,
+              std::string* out) {
+  int pipe_fds[2];
+  if (pipe(pipe_fds) != 0) return -1;
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    dup2(pipe_fds[1], 1);
+    close(pipe_fds[0]);
+    close(pipe_fds[1]);
+    if (limit != 0) {
+      struct rlimit rl = {limit, limit};
+      if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(90);
+    }
+    char* args[] = {const_cast<char*>(path.c_str()), const_cast<char*>(mode),
+                    const_cast<char*>(arg), nullptr};
+    execv(path.c_str(), args);
+    _exit(91);
+  }
+  close(pipe_fds[1]);
+  char buf[256];
+  ssize_t n;
+  while ((n = read(pipe_fds[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  close(pipe_fds[0]);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
+
+
+TEST(AddressSpaceLimit, TightLimits) {
+  if (getenv(kChildVariable) != nullptr) GTEST_SKIP() << "the child itself";
+  struct rlimit limit;
+  ASSERT_EQ(getrlimit(RLIMIT_AS, &limit), 0);
+  // The base: the helper's size on glibc's malloc before it allocates,
+  // plus the difference in code (the whole file, to be generous).
+  std::string measured;
+  int status = RunHelper(HelperPath("address_space_limit_helper_glibc"), "measure", nullptr, 0,
+                         &measured);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  long base_kib = strtol(measured.c_str(), nullptr, 10);
+  ASSERT_GT(base_kib, 0) << measured;
+  std::string path = HelperPath("address_space_limit_helper");
+  struct stat file;
+  ASSERT_EQ(stat(path.c_str(), &file), 0) << path;
+  rlim_t base = static_cast<rlim_t>(base_kib) * 1024 + static_cast<rlim_t>(file.st_size);
+  for (rlim_t headroom_mib : {24, 40, 160}) {
+    rlim_t headroom = headroom_mib << 20;
+    rlim_t bytes = base + headroom;
+    if (limit.rlim_max != RLIM_INFINITY && bytes > limit.rlim_max) continue;
+    std::string ignored;
+    status = RunHelper(path, "work", std::to_string(headroom).c_str(), bytes, &ignored);
+    EXPECT_TRUE(WIFEXITED(status)) << headroom_mib << " MiB of headroom: signal "
+                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    if (WIFEXITED(status)) {
+      EXPECT_EQ(WEXITSTATUS(status), 0) << headroom_mib << " MiB of headroom";
+    }
+  }
 }
 
 }  // namespace
