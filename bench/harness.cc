@@ -272,8 +272,25 @@ void ResultLine::AddThroughput(double seconds, uint64_t ops) {
 void ResultLine::Print() {
   Add("peak_rss_kib", PeakRssKib());
   Add("final_rss_kib", CurrentRssKib());
-  // Every shared object whose file name contains "malloc", comma-separated
-  // ("none" for glibc's own): the runner compares it with what it preloaded.
+  // Every shared object whose file name contains "malloc" or is one that
+  // LD_PRELOAD names, comma-separated ("none" for glibc's own): the runner
+  // compares it with what it preloaded (a library of any name may be
+  // compared, e.g. a previous build kept as prev.so).
+  std::string preloaded = " ";
+  if (const char* env = getenv("LD_PRELOAD")) {
+    for (const char* c = env; *c != '\0'; ++c) preloaded += (*c == ':' ? ' ' : *c);
+  }
+  preloaded += " ";
+  auto was_preloaded = [&](const std::string& file) {
+    // A word of LD_PRELOAD that is the file or ends in "/file".
+    for (size_t at = preloaded.find(file); at != std::string::npos;
+         at = preloaded.find(file, at + 1)) {
+      char before = preloaded[at - 1];
+      char after = preloaded[at + file.size()];
+      if ((before == ' ' || before == '/') && after == ' ') return true;
+    }
+    return false;
+  };
   std::string libs;
   if (FILE* maps = fopen("/proc/self/maps", "r")) {
     char row[4096];
@@ -283,8 +300,9 @@ void ResultLine::Print() {
       std::string file(path);
       while (!file.empty() && (file.back() == '\n' || file.back() == ' ')) file.pop_back();
       file = file.substr(file.rfind('/') + 1);
-      if (file.find("malloc") == std::string::npos || file.find(".so") == std::string::npos)
-        continue;
+      bool malloc_named =
+          file.find("malloc") != std::string::npos && file.find(".so") != std::string::npos;
+      if (file.empty() || (!malloc_named && !was_preloaded(file))) continue;
       if (("," + libs + ",").find("," + file + ",") != std::string::npos) continue;
       libs += (libs.empty() ? "" : ",") + file;
     }

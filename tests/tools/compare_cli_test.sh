@@ -4,12 +4,13 @@
 # (before anything is installed or built); --help documents --env and one
 # --quick duration, the README's; and a --no-build run of two real programs writes only the
 # report to stdout, with an allocator's --env variable in that allocator's
-# runs only.
+# runs only; and a library whose file name lacks "malloc" runs as NAME=PATH.
 set -uo pipefail
 
 COMPARE=$1  # runfiles path: tools/compare finds compare_lib beside it
 LIB=$(readlink -f "$2")
 README=$3
+BATCH=$(readlink -f "$4")
 TMP=${TEST_TMPDIR:-$(mktemp -d)}
 failures=0
 
@@ -104,6 +105,21 @@ assert [r["workload"] for r in rows] == ["sqlite3", "perl"], rows
 for r in rows:
     assert r["allocator"] == "rseqmalloc" and r["baseline"] == "glibc" and r["pairs"] == "1", r
     assert float(r["speed_ratio_median"]) > 0 and float(r["rss_ratio_median"]) > 0, r
+PY
+
+# A library of any file name compares (NAME=/path): the workload reports
+# the file LD_PRELOAD named even without "malloc" in it.
+cp "$LIB" "$TMP/prev.so"
+cp "$BATCH" "$OUT/bin/batch"
+rc=0
+python3 "$COMPARE" --no-build --out "$OUT" --quick --reps 1 --workloads batch_100 \
+  --threads 1 --allocators "prev=$TMP/prev.so" >/dev/null 2>"$TMP/progress" || rc=$?
+[[ $rc -eq 0 ]] || fail "prev.so run: exit $rc: $(tail -5 "$TMP/progress")"
+python3 - "$OUT/runs.csv" <<'PY' || fail "prev.so runs.csv: $(cat "$OUT/runs.csv")"
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert len(rows) == 1 and rows[0]["allocator"] == "prev", rows
+assert rows[0]["status"] == "ok", rows
 PY
 
 # --no-build with a workload that was never built: a clear error.
