@@ -163,14 +163,25 @@ void* SystemMapMetadata(size_t bytes) {
   return p;
 }
 
-size_t SystemAddressSpaceLimit() {
+namespace {
+
+size_t Limit(int resource) {
   struct rlimit limit;
-  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  if (getrlimit(resource, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
   return static_cast<size_t>(limit.rlim_cur);
 }
 
+}  // namespace
+
+size_t SystemAddressSpaceLimit() {
+  size_t as = Limit(RLIMIT_AS);
+  size_t data = Limit(RLIMIT_DATA);
+  return as < data ? as : data;
+}
+
 void* SystemReserveSparse(size_t bytes) {
-  if (SystemAddressSpaceLimit() != SIZE_MAX) return nullptr;
+  // Read-only: RLIMIT_DATA does not count it, RLIMIT_AS does.
+  if (Limit(RLIMIT_AS) != SIZE_MAX) return nullptr;
   void* p = mmap(nullptr, bytes, PROT_READ, kFlags, -1, 0);
   if (p == MAP_FAILED) return nullptr;
   madvise(p, bytes, MADV_NOHUGEPAGE);  // advice only: failing it changes nothing

@@ -56,9 +56,10 @@ bool SystemAllocAt(void* p, size_t bytes);
 // Returns false if madvise failed (the pages then stay resident).
 bool SystemRelease(void* p, size_t bytes);
 
-// The process's address-space limit (RLIMIT_AS) in bytes; SIZE_MAX when it
-// has none. Reservations that only pay off with room to spare (the transfer
-// caches' growth) look at it.
+// The least of the process's address-space limit (RLIMIT_AS) and its data
+// limit (RLIMIT_DATA, which counts private writable mappings, reserved or
+// not), in bytes; SIZE_MAX when it has neither. Reservations that only pay
+// off with room to spare (the transfer caches' growth) look at it.
 size_t SystemAddressSpaceLimit();
 
 // Unmaps [p, p + bytes), heap memory SystemAlloc handed out (page-aligned),

@@ -8,7 +8,8 @@
 // Without a limit, the same binary must have the flat array.
 //
 // TightLimits: a helper program (address_space_limit_helper.cc) runs under
-// limits of 24, 40 and 160 MiB above its own size before it allocates. The
+// limits of 24, 40 and 160 MiB above its own size before it allocates,
+// RLIMIT_AS and RLIMIT_DATA in turn. The
 // allocator must set itself up in that room (its reservations shrink) and
 // give address space back when a mapping is refused, so that blocks of
 // changing sizes fit one after another (docs/reliability.md, "A low
@@ -170,10 +171,10 @@ std::string HelperPath(const char* name) {
   return std::string(srcdir) + "/" + workspace + "/" + rel;
 }
 
-// Runs the helper with `args`, under `limit` bytes of address space (0:
-// none); returns its wait status, and its standard output in *out.
-int RunHelper(const std::string& path, const char* mode, const char* arg, rlim_t limit,
-              std::string* out) {
+// Runs the helper with `args`, with `resource` limited to `limit` bytes (0:
+// no limit); returns its wait status, and its standard output in *out.
+int RunHelper(const std::string& path, const char* mode, const char* arg, int resource,
+              rlim_t limit, std::string* out) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) return -1;
   pid_t pid = fork();
@@ -184,7 +185,7 @@ int RunHelper(const std::string& path, const char* mode, const char* arg, rlim_t
     close(pipe_fds[1]);
     if (limit != 0) {
       struct rlimit rl = {limit, limit};
-      if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(90);
+      if (setrlimit(resource, &rl) != 0) _exit(90);
     }
     char* args[] = {const_cast<char*>(path.c_str()), const_cast<char*>(mode),
                     const_cast<char*>(arg), nullptr};
@@ -204,13 +205,11 @@ int RunHelper(const std::string& path, const char* mode, const char* arg, rlim_t
 
 TEST(AddressSpaceLimit, TightLimits) {
   if (getenv(kChildVariable) != nullptr) GTEST_SKIP() << "the child itself";
-  struct rlimit limit;
-  ASSERT_EQ(getrlimit(RLIMIT_AS, &limit), 0);
   // The base: the helper's size on glibc's malloc before it allocates,
   // plus the difference in code (the whole file, to be generous).
   std::string measured;
-  int status = RunHelper(HelperPath("address_space_limit_helper_glibc"), "measure", nullptr, 0,
-                         &measured);
+  int status = RunHelper(HelperPath("address_space_limit_helper_glibc"), "measure", nullptr,
+                         RLIMIT_AS, 0, &measured);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
   long base_kib = strtol(measured.c_str(), nullptr, 10);
   ASSERT_GT(base_kib, 0) << measured;
@@ -218,16 +217,25 @@ TEST(AddressSpaceLimit, TightLimits) {
   struct stat file;
   ASSERT_EQ(stat(path.c_str(), &file), 0) << path;
   rlim_t base = static_cast<rlim_t>(base_kib) * 1024 + static_cast<rlim_t>(file.st_size);
-  for (rlim_t headroom_mib : {24, 40, 160}) {
-    rlim_t headroom = headroom_mib << 20;
-    rlim_t bytes = base + headroom;
-    if (limit.rlim_max != RLIM_INFINITY && bytes > limit.rlim_max) continue;
-    std::string ignored;
-    status = RunHelper(path, "work", std::to_string(headroom).c_str(), bytes, &ignored);
-    EXPECT_TRUE(WIFEXITED(status)) << headroom_mib << " MiB of headroom: signal "
-                                   << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-    if (WIFEXITED(status)) {
-      EXPECT_EQ(WEXITSTATUS(status), 0) << headroom_mib << " MiB of headroom";
+  // RLIMIT_DATA counts private writable mappings, reserved or not: the
+  // allocator's reservations meet it as they meet RLIMIT_AS.
+  for (int resource : {RLIMIT_AS, RLIMIT_DATA}) {
+    const char* name = resource == RLIMIT_AS ? "RLIMIT_AS" : "RLIMIT_DATA";
+    struct rlimit limit;
+    ASSERT_EQ(getrlimit(resource, &limit), 0);
+    for (rlim_t headroom_mib : {24, 40, 160}) {
+      rlim_t headroom = headroom_mib << 20;
+      rlim_t bytes = base + headroom;
+      if (limit.rlim_max != RLIM_INFINITY && bytes > limit.rlim_max) continue;
+      std::string ignored;
+      status = RunHelper(path, "work", std::to_string(headroom).c_str(), resource, bytes,
+                         &ignored);
+      EXPECT_TRUE(WIFEXITED(status)) << name << ", " << headroom_mib
+                                     << " MiB of headroom: signal "
+                                     << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+      if (WIFEXITED(status)) {
+        EXPECT_EQ(WEXITSTATUS(status), 0) << name << ", " << headroom_mib << " MiB of headroom";
+      }
     }
   }
 }
