@@ -60,6 +60,15 @@ void ReturnDeferredFreesIfAny() {
   if (__builtin_expect(HasDeferredFrees(), 0)) ReturnDeferredFrees();
 }
 
+// Every per-CPU id's cache, this thread's cache and the transfer caches
+// go down to the spans; free pages go back to the OS. Caller is inside an
+// AllocatorSection.
+void ReturnCachedMemory() {
+  g_cpu_cache.DrainAll();
+  if (ThreadCache* cache = ThreadCache::Current()) cache->Flush();
+  ReleaseFreeMemory();
+}
+
 }  // namespace
 
 void ReturnToCentralSorting(uint32_t cls, void* const* objects, int n) {
@@ -131,6 +140,13 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   void* p = AllocateLarge(size, align, zeroed);
+  if (p == nullptr) {
+    // Before ENOMEM: free objects cached above the page heap may make whole
+    // spans free, and under an address-space limit the page heap then
+    // unmaps them to make room (PageHeap::UnmapFree).
+    ReturnCachedMemory();
+    p = AllocateLarge(size, align, zeroed);
+  }
   return p != nullptr ? p : OutOfMemory();
 }
 
@@ -231,9 +247,7 @@ bool OwnsPointer(const void* p) { return IsObjectStart(p) || ReentrantUsableSize
 void TrimCaches() {
   EnsureInitialized();
   AllocatorSection section;  // a signal handler's malloc must not wait for our locks
-  g_cpu_cache.DrainAll();
-  if (ThreadCache* cache = ThreadCache::Current()) cache->Flush();
-  ReleaseFreeMemory();
+  ReturnCachedMemory();
 }
 
 void ReportInvalidPointer(const char* what, const void* p) {

@@ -12,6 +12,12 @@ constexpr size_t kMaxRequestPages = size_t{1} << (kPageNumberBits - 1);
 
 size_t RoundUp(size_t n, size_t align) { return (n + align - 1) / align * align; }
 
+// kGrowPages, or a quarter of a chunk when a limit makes chunks smaller.
+size_t GrowPages() {
+  size_t quarter = (SystemChunkBytes() / 4) >> kPageShift;
+  return quarter < kGrowPages ? quarter : kGrowPages;
+}
+
 }  // namespace
 
 Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
@@ -183,7 +189,7 @@ Span* PageHeap::FreeSpanAfter(const Span* span) {
 // Adds [first_page, first_page + n) to the heap when the system can hand out
 // exactly those pages (they continue its current chunk).
 bool PageHeap::GrowAt(uintptr_t first_page, size_t n) {
-  size_t ask = RoundUp(n, kGrowPages);
+  size_t ask = RoundUp(n, GrowPages());
   void* at = reinterpret_cast<void*>(first_page << kPageShift);
   if (!SystemAllocAt(at, ask << kPageShift)) {
     ask = n;
@@ -348,7 +354,7 @@ bool PageHeap::TrimTo(Span* span, uintptr_t first_page, size_t n) {
 // Maps fresh memory with the lock dropped: the system call may take a
 // while and other threads need not wait for it.
 bool PageHeap::GrowUnlocked(size_t n) {
-  size_t ask = RoundUp(n, kGrowPages);
+  size_t ask = RoundUp(n, GrowPages());
   void* mem = SystemAlloc(ask << kPageShift);
   if (mem == nullptr && ask > n) {
     ask = n;
@@ -432,6 +438,12 @@ uint64_t MeanStamp(const Span* a, const Span* b) {
 // small free must not make megabytes of fresh pages count as resident.
 bool PageHeap::Mergeable(const Span* span, const Span* other, bool absorb_returned) const {
   if (other == nullptr || other->owner != this) return false;
+  // A neighbour's entry must name a span that touches this one: after
+  // UnmapFree, a fresh mapping may border pages the heap gave up.
+  if (other->first_page + other->num_pages != span->first_page &&
+      other->first_page != span->first_page + span->num_pages) {
+    return false;
+  }
   if (other->location == span->location) return true;
   return absorb_returned && span->location == SpanLocation::kFreeBacked &&
          other->location == SpanLocation::kFreeReturned && other->num_pages <= span->num_pages &&

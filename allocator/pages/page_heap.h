@@ -59,7 +59,8 @@
 // Aligned allocations look for an aligned run inside every free span (best
 // fit), so freed aligned blocks are found again whatever their neighbours.
 //
-// Memory comes from the system in multiples of kGrowPages (16 MiB), which
+// Memory comes from the system in multiples of kGrowPages (16 MiB; a
+// quarter of SystemChunkBytes when a limit makes that smaller), which
 // stays untouched until used. A PageHeap must outlive its memory (use static
 // storage): spans of other heaps are recognised by their owner pointer.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_PAGE_HEAP_H_

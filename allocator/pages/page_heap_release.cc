@@ -234,10 +234,14 @@ size_t PageHeap::UnmapFree() {
         kept.PushFront(span);
         continue;
       }
-      // Neighbours find no span here from now on: nothing merges into the
-      // hole, and a later mapping of the same addresses starts afresh.
-      g_pagemap.SetSpan(span->first_page, nullptr);
-      g_pagemap.SetSpan(span->last_page(), nullptr);
+      // No page of the hole names a span from now on, interior pages
+      // included: their entries may be left from spans long gone, and a
+      // later mapping of part of these addresses would find them as its
+      // neighbours (the invariant that every page next to a span is a
+      // boundary of a live one holds only for memory the heap still has).
+      for (uintptr_t page = span->first_page; page <= span->last_page(); ++page) {
+        g_pagemap.SetSpan(page, nullptr);
+      }
       total_pages_ -= span->num_pages;
       pages += span->num_pages;
       DeleteSpan(span);

@@ -92,7 +92,9 @@ void* SystemAlloc(size_t bytes) {
   }
   if (g_chunk_end - g_chunk_next < bytes) {
     UnmapChunkRestLocked();
-    size_t chunk = kChunkBytes;
+    // A chunk made small by a limit may be shorter than the request.
+    size_t chunk = SystemChunkBytes();
+    if (chunk < bytes) chunk = RoundUp(bytes, kChunkAlign);
     uintptr_t p = MapAligned(chunk, kChunkAlign);
     if (p == 0) {
       // Under a tight address-space limit reserve only what is asked for.
@@ -177,6 +179,13 @@ size_t SystemAddressSpaceLimit() {
   size_t as = Limit(RLIMIT_AS);
   size_t data = Limit(RLIMIT_DATA);
   return as < data ? as : data;
+}
+
+size_t SystemChunkBytes() {
+  size_t limit = SystemAddressSpaceLimit();
+  if (limit / 16 >= kChunkBytes) return kChunkBytes;
+  size_t chunk = limit / 16 & ~(kChunkAlign - 1);
+  return chunk < kChunkAlign ? kChunkAlign : chunk;
 }
 
 void* SystemReserveSparse(size_t bytes) {

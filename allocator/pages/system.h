@@ -1,7 +1,8 @@
 // The allocator's only contact with the operating system: address space,
 // returning pages, and writing diagnostics.
 //
-// Heap memory is reserved in chunks of kChunkBytes (64 MiB), aligned to
+// Heap memory is reserved in chunks of kChunkBytes (64 MiB; less under an
+// address-space or data limit, SystemChunkBytes), aligned to
 // kChunkAlign (2 MiB, a transparent huge page), with MAP_NORESERVE: reserving
 // costs address space only, and a page costs memory once it is touched. The
 // page heap carves its growth out of the current chunk. A request of at least
@@ -61,6 +62,12 @@ bool SystemRelease(void* p, size_t bytes);
 // not), in bytes; SIZE_MAX when it has neither. Reservations that only pay
 // off with room to spare (the transfer caches' growth) look at it.
 size_t SystemAddressSpaceLimit();
+
+// The size of the next chunk: kChunkBytes, or under a limit
+// (SystemAddressSpaceLimit) a sixteenth of the limit in whole kChunkAlign
+// units, kChunkAlign at least: a 64 MiB reservation would eat a 100 MiB
+// limit that thread stacks and file mappings share.
+size_t SystemChunkBytes();
 
 // Unmaps [p, p + bytes), heap memory SystemAlloc handed out (page-aligned),
 // when a mapping failed for want of address space. False when the kernel

@@ -6,10 +6,14 @@
 //   measure       prints the process's VmSize in KiB and exits
 //   work BYTES    BYTES is the headroom the limit leaves above that; the
 //                 program allocates as a small program under such a limit
-//                 would, and exits 0 when every allocation succeeded
+//                 would, and exits 0 when every allocation succeeded; then
+//                 threads churn mixed sizes at the limit, where a refusal
+//                 (ENOMEM) is allowed and a crash is not
 //
 // Exit codes name the step that failed (a crash is a failure too).
+#include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -67,6 +71,53 @@ void GrowingBlocks(size_t largest, int code) {
   }
 }
 
+// Threads allocating and freeing mixed sizes (16 B - 4 KiB, every 50th up
+// to 256 KiB) at the limit: a block may be refused, with ENOMEM, but every
+// block handed out must be usable (the page heap unmaps free spans while
+// other threads allocate and free).
+constexpr int kChurnThreads = 4;
+constexpr int kChurnBlocks = 1000;
+int g_bad_refusals = 0;
+
+void* Churn(void* arg) {
+  uint32_t seed = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(arg)) * 2654435761u + 1;
+  void** blocks = static_cast<void**>(malloc(kChurnBlocks * sizeof(void*)));
+  if (blocks == nullptr) return nullptr;
+  for (int round = 0; round < 10; ++round) {
+    for (int i = 0; i < kChurnBlocks; ++i) {
+      seed = seed * 1664525u + 1013904223u;
+      size_t size = 16 + (seed >> 20) * (i % 50 == 0 ? 64 : 1);
+      errno = 0;
+      blocks[i] = malloc(size);
+      if (blocks[i] == nullptr) {
+        if (errno != ENOMEM) __atomic_fetch_add(&g_bad_refusals, 1, __ATOMIC_RELAXED);
+        continue;
+      }
+      memset(blocks[i], 1, size);
+    }
+    for (int i = 0; i < kChurnBlocks; ++i) free(blocks[i]);
+  }
+  free(blocks);
+  return nullptr;
+}
+
+void ThreadedChurn(int code) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, size_t{512} << 10);  // 8 MiB each would not fit
+  pthread_t threads[kChurnThreads];
+  int started = 0;
+  for (int t = 0; t < kChurnThreads; ++t) {
+    if (pthread_create(&threads[started], &attr, Churn,
+                       reinterpret_cast<void*>(static_cast<uintptr_t>(t))) == 0) {
+      ++started;
+    }
+  }
+  for (int t = 0; t < started; ++t) pthread_join(threads[t], nullptr);
+  if (started == 0) Fail("starting any churning thread", code);
+  if (g_bad_refusals != 0) Fail("a refusal without ENOMEM", code);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -79,6 +130,9 @@ int main(int argc, char** argv) {
   if (argc != 3 || strcmp(argv[1], "work") != 0) return 2;
   size_t headroom = strtoull(argv[2], nullptr, 10);
   SmallBlocks(100000, 16, 10);
+  // First, while thread stacks still find room: the heap keeps what the
+  // steps below free mapped, for reuse.
+  ThreadedChurn(14);
   GrowingBlocks(headroom / 3, 11);
   // Small blocks filling a quarter of the headroom.
   SmallBlocks(static_cast<unsigned>(headroom / 4 / 100), 100, 12);
