@@ -113,78 +113,81 @@ size_t VirtualBytes() {
   return pages * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
 
+// Runs body in a child whose RLIMIT_AS is its current size plus headroom
+// (the limit must not leak into other tests); returns the child's wait
+// status: body's value as exit status, or the signal that killed it.
+int WaitStatusUnderLimit(size_t headroom, int (*body)()) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    size_t limit = VirtualBytes() + headroom;
+    struct rlimit rl = {limit, limit};
+    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(10);
+    _exit(body());
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
+
+void ExpectCleanExit(int status) {
+  ASSERT_TRUE(WIFEXITED(status)) << "child crashed (signal "
+                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 // Under a tight RLIMIT_AS the chunk mapping fails; small requests must still
 // be served from exact-size mappings and, once the limit is reached, every
-// request must fail cleanly with nullptr. Runs in a child so the limit does
-// not leak into other tests.
+// request must fail cleanly with nullptr.
 TEST(System, SmallAddressSpaceLimitGivesNullNotCrash) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "sanitizers reserve terabytes of shadow; RLIMIT_AS cannot be tested";
 #endif
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    size_t limit = VirtualBytes() + (size_t{24} << 20);
-    struct rlimit rl = {limit, limit};
-    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(10);
+  ExpectCleanExit(WaitStatusUnderLimit(size_t{24} << 20, [] {
     SystemStats before;
     GetSystemStats(&before);
-    if (SystemAlloc(size_t{1} << 30) != nullptr) _exit(11);  // own mapping, too big
-    // Use up the current chunk, then keep going: a new 64 MiB chunk no
-    // longer fits, exact-size mappings do until the limit is reached.
+    if (SystemAlloc(size_t{1} << 30) != nullptr) return 11;  // own mapping, too big
+    // Use up the current chunk, then keep going: a chunk no longer fits,
+    // exact-size mappings do until the limit is reached.
     int served = 0;
     while (SystemAlloc(size_t{1} << 20) != nullptr) {
-      if (++served > 200) _exit(13);  // more than chunk + limit allow
+      if (++served > 200) return 13;  // more than chunk + limit allow
     }
     SystemStats after;
     GetSystemStats(&after);
     uint64_t grown = after.reserved_bytes - before.reserved_bytes;
-    if (grown == 0) _exit(14);            // never mapped anything new
-    if (grown >= kChunkBytes) _exit(15);  // a whole chunk fit: limit not in force
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child crashed";
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+    if (grown == 0) return 14;            // never mapped anything new
+    if (grown >= kChunkBytes) return 15;  // a whole chunk fit: limit not in force
+    return 0;
+  }));
 }
 
 // Under a limit chunks shrink (SystemChunkBytes); a request longer than
 // such a chunk but short of an own mapping must still get all its pages
-// mapped (it got the chunk's 4 MiB and the rest was unmapped address
-// space: the first write past them crashed).
+// mapped (it got the chunk and the rest was unmapped address space: the
+// first write past them crashed).
 TEST(System, RequestLongerThanASmallChunkIsMappedWhole) {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   GTEST_SKIP() << "sanitizers reserve terabytes of shadow; RLIMIT_AS cannot be tested";
 #endif
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    size_t limit = VirtualBytes() + (size_t{128} << 20);
-    struct rlimit rl = {limit, limit};
-    if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(10);
+  ExpectCleanExit(WaitStatusUnderLimit(size_t{128} << 20, [] {
     size_t bytes = kOwnMappingBytes - kPageSize;
-    if (SystemChunkBytes() >= bytes) _exit(11);  // the case is not exercised
+    if (SystemChunkBytes() >= bytes) return 11;  // the case is not exercised
     // The chunk inherited from before the limit serves the first few; the
     // later ones need chunks of their own, mapped under the limit.
     SystemStats before;
     GetSystemStats(&before);
     for (int i = 0; i < 6; ++i) {
       char* p = static_cast<char*>(SystemAlloc(bytes));
-      if (p == nullptr) _exit(12);
+      if (p == nullptr) return 12;
       p[0] = 1;
       p[bytes - 1] = 1;
     }
     SystemStats after;
     GetSystemStats(&after);
-    if (after.reserved_bytes == before.reserved_bytes) _exit(13);  // no new chunk
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child crashed (signal "
-                                 << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << ")";
-  EXPECT_EQ(WEXITSTATUS(status), 0);
+    if (after.reserved_bytes == before.reserved_bytes) return 13;  // no new chunk
+    return 0;
+  }));
 }
 
 }  // namespace
