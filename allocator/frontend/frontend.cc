@@ -69,6 +69,25 @@ void ReturnCachedMemory() {
   ReleaseFreeMemory();
 }
 
+// One object of class cls from below the empty front-end cache: the
+// per-CPU refill, this thread's cache, or the central heap directly;
+// nullptr when memory ran out. Caller is inside an AllocatorSection.
+void* AllocateSmallBelowCache(uint32_t cls) {
+  void* p = nullptr;
+  if (MayShareTlsWithChild()) return RemoveBatch(cls, &p, 1) == 1 ? p : nullptr;
+  // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
+  // of memory, which the thread-cache path below finds out again).
+  if (g_per_cpu && (p = g_cpu_cache.Refill(cls)) != nullptr) return p;
+  if (UsesThreadCaches()) {
+    if (ThreadCache* cache = ThreadCache::Current()) {
+      p = cache->PopInside(cls);  // the quick pop may have seen the empty cache
+      return p != nullptr ? p : cache->Refill(cls);
+    }
+  }
+  // No cache: RSEQMALLOC_CACHE=none, or this thread is setting up or gone.
+  return RemoveBatch(cls, &p, 1) == 1 ? p : nullptr;
+}
+
 }  // namespace
 
 void ReturnToCentralSorting(uint32_t cls, void* const* objects, int n) {
@@ -110,20 +129,15 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
-  void* p = nullptr;
-  if (MayShareTlsWithChild()) return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
-  // Per-CPU refill; nullptr when this thread cannot use rseq (or when out
-  // of memory, which the thread-cache path below finds out again).
-  if (g_per_cpu && (p = g_cpu_cache.Refill(cls)) != nullptr) return p;
-  if (UsesThreadCaches()) {
-    if (ThreadCache* cache = ThreadCache::Current()) {
-      void* p = cache->PopInside(cls);  // the quick pop may have seen the empty cache
-      if (p == nullptr) p = cache->Refill(cls);
-      return p != nullptr ? p : OutOfMemory();
-    }
+  void* p = AllocateSmallBelowCache(cls);
+  if (p == nullptr) {
+    // Before ENOMEM: other classes' cached objects may free whole spans,
+    // whose pages (or, under an address-space limit, whose address space)
+    // then serve this class.
+    ReturnCachedMemory();
+    p = AllocateSmallBelowCache(cls);
   }
-  // No cache: RSEQMALLOC_CACHE=none, or this thread is setting up or gone.
-  return RemoveBatch(cls, &p, 1) == 1 ? p : OutOfMemory();
+  return p != nullptr ? p : OutOfMemory();
 }
 
 void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {

@@ -227,14 +227,20 @@ TEST(AddressSpaceLimit, TightLimits) {
       rlim_t headroom = headroom_mib << 20;
       rlim_t bytes = base + headroom;
       if (limit.rlim_max != RLIM_INFINITY && bytes > limit.rlim_max) continue;
-      std::string ignored;
-      status = RunHelper(path, "work", std::to_string(headroom).c_str(), resource, bytes,
-                         &ignored);
-      EXPECT_TRUE(WIFEXITED(status)) << name << ", " << headroom_mib
-                                     << " MiB of headroom: signal "
-                                     << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-      if (WIFEXITED(status)) {
-        EXPECT_EQ(WEXITSTATUS(status), 0) << name << ", " << headroom_mib << " MiB of headroom";
+      // What the threads leave cached varies from run to run; the tightest
+      // limit runs a few times (a small block that did not drain the caches
+      // before ENOMEM failed one run in three to four in five).
+      for (int run = 0; run < (headroom_mib == 24 ? 4 : 1); ++run) {
+        std::string ignored;
+        status = RunHelper(path, "work", std::to_string(headroom).c_str(), resource, bytes,
+                           &ignored);
+        EXPECT_TRUE(WIFEXITED(status)) << name << ", " << headroom_mib
+                                       << " MiB of headroom: signal "
+                                       << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        if (WIFEXITED(status)) {
+          EXPECT_EQ(WEXITSTATUS(status), 0) << name << ", " << headroom_mib
+                                            << " MiB of headroom, run " << run;
+        }
       }
     }
   }
