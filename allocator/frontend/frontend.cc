@@ -69,6 +69,18 @@ void ReturnCachedMemory() {
   ReleaseFreeMemory();
 }
 
+// allocate(), and once more after ReturnCachedMemory when it found no
+// memory: objects cached above the page heap may make whole spans free,
+// whose pages serve the request (and, under an address-space limit, which
+// the page heap unmaps to make room: PageHeap::UnmapFree). nullptr only
+// when both failed. Caller is inside an AllocatorSection.
+template <typename Allocate>
+void* RetryAfterReturningCachedMemory(Allocate allocate) {
+  if (void* p = allocate()) return p;
+  ReturnCachedMemory();
+  return allocate();
+}
+
 // One object of class cls from below the empty front-end cache: the
 // per-CPU refill, this thread's cache, or the central heap directly;
 // nullptr when memory ran out. Caller is inside an AllocatorSection.
@@ -129,14 +141,7 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   AttendMaintenanceIfAsked();
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
-  void* p = AllocateSmallBelowCache(cls);
-  if (p == nullptr) {
-    // Before ENOMEM: other classes' cached objects may free whole spans,
-    // whose pages (or, under an address-space limit, whose address space)
-    // then serve this class.
-    ReturnCachedMemory();
-    p = AllocateSmallBelowCache(cls);
-  }
+  void* p = RetryAfterReturningCachedMemory([cls] { return AllocateSmallBelowCache(cls); });
   return p != nullptr ? p : OutOfMemory();
 }
 
@@ -153,14 +158,8 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
   // this call may hold.
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
-  void* p = AllocateLarge(size, align, zeroed);
-  if (p == nullptr) {
-    // Before ENOMEM: free objects cached above the page heap may make whole
-    // spans free, and under an address-space limit the page heap then
-    // unmaps them to make room (PageHeap::UnmapFree).
-    ReturnCachedMemory();
-    p = AllocateLarge(size, align, zeroed);
-  }
+  void* p = RetryAfterReturningCachedMemory(
+      [=] { return AllocateLarge(size, align, zeroed); });
   return p != nullptr ? p : OutOfMemory();
 }
 
