@@ -1,8 +1,6 @@
 #include "allocator/central/central_freelist.h"
 
 #include <gtest/gtest.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "allocator/pages/page_heap.h"
+#include "allocator/pages/page_heap_test_util.h"
 #include "allocator/pages/pagemap.h"
 #include "allocator/base/size_classes.h"
 
@@ -18,15 +17,6 @@ namespace rseqmalloc::internal {
 namespace {
 
 constinit PageHeap g_heap;
-
-size_t ResidentBytes(void* p, size_t bytes) {
-  size_t os_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  std::vector<unsigned char> vec(bytes / os_page);
-  EXPECT_EQ(mincore(p, bytes, vec.data()), 0);
-  size_t n = 0;
-  for (unsigned char v : vec) n += v & 1;
-  return n * os_page;
-}
 
 class CentralFreeListTest : public ::testing::TestWithParam<uint32_t> {};
 
