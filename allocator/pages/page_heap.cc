@@ -195,7 +195,11 @@ bool PageHeap::GrowAt(uintptr_t first_page, size_t n) {
     ask = n;
     if (!SystemAllocAt(at, ask << kPageShift)) return false;
   }
-  return AddFreshPages(first_page, ask);
+  if (AddFreshPages(first_page, ask)) return true;
+  // The pagemap could not cover the pages: they were nobody's, so they go
+  // back rather than stay mapped and lost.
+  SystemUnmap(at, ask << kPageShift);
+  return false;
 }
 
 void PageHeap::GetStats(PageHeapStats* out) {
