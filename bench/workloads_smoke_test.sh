@@ -38,6 +38,14 @@ for bin in "$@"; do
     "$bin" --threads 2 --ring 8 --ms 30 | grep -q ' ring=8 ' ||
       { echo "FAIL $name: --ring 8 did not run"; fail=1; }
   fi
+  if [ "$name" = large ]; then
+    # --replacements: exactly that many replacements per thread, whatever --ms says.
+    counted=$("$bin" --threads 2 --replacements 3 --size 256K --ms 1 2>&1 | grep '^result ')
+    grep -q ' ops=6 ' <<<"$counted" || { echo "FAIL $name: --replacements 3 x 2 threads: $counted"; fail=1; }
+    "$bin" --replacements -1 >/dev/null 2>&1
+    rc=$?
+    [ "$rc" -eq 2 ] || { echo "FAIL $name: --replacements -1 gave rc=$rc, want 2"; fail=1; }
+  fi
   echo "ok $name: $line"
 done
 exit $fail
