@@ -182,6 +182,8 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
 // calloc-sized blocks from this size up are zeroed by madvise, not memset.
 constexpr size_t kZeroByReleaseBytes = size_t{2} << 20;
 
+bool LargeRequestIsHopeless(size_t size) { return SystemRequestExceedsMemory(size); }
+
 void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
   InitCentralHeap();
   if (align < kPageSize) align = kPageSize;

@@ -59,6 +59,10 @@ void InsertBatch(uint32_t cls, void* const* items, int n);
 // byte of the block is known to be zero (fresh or returned pages), so calloc
 // need not write them.
 void* AllocateLarge(size_t size, size_t align, bool* zeroed = nullptr);
+// Whether no memory the allocator could free would let a block of `size`
+// bytes be mapped (the kernel refuses it outright: SystemRequestExceedsMemory).
+// The caller then fails at once instead of draining caches first.
+bool LargeRequestIsHopeless(size_t size);
 // Resizes the large block p (what AllocateLarge returned) to hold `size`
 // bytes without moving it: shrinking frees whole pages at its end, growing
 // takes the free pages after it. False when it cannot grow in place.

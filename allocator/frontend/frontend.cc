@@ -146,7 +146,11 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
 }
 
 void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
-  if (size > kMaxRequest) return OutOfMemory();
+  // More than RAM + swap under the kernel's default overcommit heuristic:
+  // refused whatever we free, so nothing is drained or unmapped first (a
+  // program probing for the largest block it can get would otherwise
+  // empty every cache at each probe).
+  if (size > kMaxRequest || LargeRequestIsHopeless(size)) return OutOfMemory();
   if (InsideAllocator()) {
     if (zeroed != nullptr) *zeroed = true;  // a fresh mapping of its own
     return AllocateReentered(size, align);

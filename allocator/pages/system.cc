@@ -1,13 +1,17 @@
 #include "allocator/pages/system.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
+#include "allocator/base/no_cancel.h"
 #include "allocator/base/size_classes.h"
 #include "allocator/base/spinlock.h"
 
@@ -42,15 +46,20 @@ void AdviseHuge(uintptr_t p, size_t bytes) {
 
 constexpr int kProt = PROT_READ | PROT_WRITE;
 constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+// A mapping of its own is all the caller's to touch: without MAP_NORESERVE
+// the kernel's overcommit policy judges it as it judges glibc's mmap of a
+// large block (under the default heuristic, vm.overcommit_memory=0, more
+// than RAM + swap in one request is refused).
+constexpr int kOwnFlags = MAP_PRIVATE | MAP_ANONYMOUS;
 
 // Maps `bytes` aligned to `align` (a power of two >= the OS page size) by
 // over-mapping and trimming both ends. Returns 0 on failure.
-uintptr_t MapAligned(size_t bytes, size_t align) {
+uintptr_t MapAligned(size_t bytes, size_t align, int flags = kFlags) {
   size_t os_page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   if (align < os_page) align = os_page;
   size_t slack = align - os_page;
   if (bytes + slack < bytes) return 0;
-  void* raw = mmap(nullptr, bytes + slack, kProt, kFlags, -1, 0);
+  void* raw = mmap(nullptr, bytes + slack, kProt, flags, -1, 0);
   if (raw == MAP_FAILED) return 0;
   uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   uintptr_t aligned = (start + align - 1) & ~(align - 1);
@@ -82,8 +91,8 @@ void* SystemAlloc(size_t bytes) {
   SpinLockHolder h(&g_system_lock);
   if (bytes >= kOwnMappingBytes) {
     size_t align = bytes >= kChunkAlign ? kChunkAlign : kPageSize;
-    uintptr_t p = MapAligned(bytes, align);
-    if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize);
+    uintptr_t p = MapAligned(bytes, align, kOwnFlags);
+    if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize, kOwnFlags);
     if (p == 0) return nullptr;
     if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, bytes);
     g_reserved.fetch_add(bytes, std::memory_order_relaxed);
@@ -179,6 +188,51 @@ size_t SystemAddressSpaceLimit() {
   size_t as = Limit(RLIMIT_AS);
   size_t data = Limit(RLIMIT_DATA);
   return as < data ? as : data;
+}
+
+namespace {
+
+// Below this a request is left to the kernel alone: the policy costs a file
+// read to learn, and a machine with less RAM + swap than this is short
+// enough of memory that draining the caches before failing is right.
+constexpr size_t kMinBoundedRequest = size_t{256} << 20;
+constexpr uint64_t kNoBound = UINT64_MAX;
+// RAM + swap when the policy was the heuristic at the last look, kNoBound
+// otherwise; 0 until the first look.
+constinit std::atomic<uint64_t> g_memory_bound{0};
+
+uint64_t ReadMemoryBound() {
+  NoCancel no_cancel;  // open, read and close are cancellation points
+  int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return kNoBound;
+  char mode = 0;
+  ssize_t n = read(fd, &mode, 1);
+  close(fd);
+  if (n != 1 || mode != '0') return kNoBound;  // "always" (1) or strict (2)
+  struct sysinfo info;
+  if (sysinfo(&info) != 0 || info.mem_unit == 0) return kNoBound;
+  uint64_t units = static_cast<uint64_t>(info.totalram) + info.totalswap;
+  if (units > kNoBound / info.mem_unit) return kNoBound;
+  return units * info.mem_unit;
+}
+
+}  // namespace
+
+bool SystemRequestExceedsMemory(size_t bytes) {
+  if (bytes < kMinBoundedRequest) return false;
+  int saved_errno = errno;
+  uint64_t bound = g_memory_bound.load(std::memory_order_relaxed);
+  if (bound == 0) {
+    bound = ReadMemoryBound();
+    g_memory_bound.store(bound, std::memory_order_relaxed);
+  }
+  if (bytes > bound) {
+    // Only a fresh look refuses: swap may have been added since the last.
+    bound = ReadMemoryBound();
+    g_memory_bound.store(bound, std::memory_order_relaxed);
+  }
+  errno = saved_errno;
+  return bytes > bound;
 }
 
 size_t SystemChunkBytes() {

@@ -6,7 +6,9 @@
 // kChunkAlign (2 MiB, a transparent huge page), with MAP_NORESERVE: reserving
 // costs address space only, and a page costs memory once it is touched. The
 // page heap carves its growth out of the current chunk. A request of at least
-// kOwnMappingBytes gets a mapping of its own. The untouched tail of a chunk
+// kOwnMappingBytes gets a mapping of its own, without MAP_NORESERVE: the
+// kernel's overcommit policy judges it as it would glibc's (a block larger
+// than RAM + swap is refused under the default heuristic). The untouched tail of a chunk
 // that is too short for the next request is unmapped when the next chunk is
 // mapped. When a chunk cannot be mapped (small RLIMIT_AS) the request is
 // retried with a mapping of exactly its size, and failing that SystemAlloc
@@ -62,6 +64,15 @@ bool SystemRelease(void* p, size_t bytes);
 // not), in bytes; SIZE_MAX when it has neither. Reservations that only pay
 // off with room to spare (the transfer caches' growth) look at it.
 size_t SystemAddressSpaceLimit();
+
+// Whether `bytes` in one block exceed what the kernel's overcommit policy
+// can ever grant: true only under its default heuristic
+// (vm.overcommit_memory=0), which refuses a single request larger than RAM
+// + swap whatever the process frees, and only for requests of 256 MiB or
+// more (smaller ones are left to the kernel). Lets a hopeless request fail
+// at once instead of first draining every cache and unmapping free memory.
+// Keeps errno.
+bool SystemRequestExceedsMemory(size_t bytes);
 
 // The size of the next chunk: kChunkBytes, or under a limit
 // (SystemAddressSpaceLimit) a sixteenth of the limit in whole kChunkAlign

@@ -59,6 +59,51 @@ TEST(Malloc, ImpossibleSizesFailWithEnomem) {
   }
 }
 
+// A block larger than the machine's memory and swap: glibc's mmap of it is
+// refused under the kernel's default overcommit heuristic (and under the
+// strict policy), so its malloc returns NULL with ENOMEM rather than a block
+// that a program probing for the largest one it can get would then touch and
+// be killed for. Ours must answer the same (it reserved such blocks with
+// MAP_NORESERVE, which the heuristic waves through: 1 TiB "succeeded" on a
+// 24 GiB machine).
+TEST(Malloc, MoreThanRamAndSwapFailsUnlessTheKernelOvercommitsAlways) {
+  int mode = OvercommitMode();
+  if (mode != 0 && mode != 2) GTEST_SKIP() << "vm.overcommit_memory=" << mode;
+  size_t machine = RamPlusSwapBytes();
+  ASSERT_GT(machine, 0u);
+  size_t huge = 2 * machine + (size_t{1} << 30);
+  // A block granted anyway is freed at once, so that the failure is this
+  // test's alone (a block realloc moved must not be freed again).
+  auto expect_refused = [](void* p, const char* call) {
+    EXPECT_EQ(p, nullptr) << call;
+    EXPECT_EQ(errno, ENOMEM) << call;
+    free(p);
+  };
+  errno = 0;
+  expect_refused(malloc(Opaque(huge)), "malloc");
+  errno = 0;
+  expect_refused(calloc(Opaque(huge >> 20), kMiB), "calloc");
+  errno = 0;
+  expect_refused(aligned_alloc(4096, Opaque(huge)), "aligned_alloc");
+  errno = 0;
+  expect_refused(valloc(Opaque(huge)), "valloc");
+  void* p = nullptr;
+  EXPECT_EQ(posix_memalign(&p, size_t{2} << 20, Opaque(huge)), ENOMEM);
+  if (p != nullptr) free(p);
+  auto* block = static_cast<unsigned char*>(malloc(64));
+  ASSERT_NE(block, nullptr);
+  memset(block, 7, 64);
+  errno = 0;
+  void* moved = realloc(Launder(block), Opaque(huge));
+  if (moved != nullptr) {
+    expect_refused(moved, "realloc");
+  } else {
+    EXPECT_EQ(errno, ENOMEM);
+    EXPECT_EQ(block[63], 7);
+    free(block);
+  }
+}
+
 TEST(Malloc, EverySizeWritableToItsUsableSize) {
   for (size_t size : SizeSpread(4 * kMiB)) {
     auto* p = static_cast<unsigned char*>(malloc(size));

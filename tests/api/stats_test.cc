@@ -1,7 +1,9 @@
 // The statistics report adds up, through both rseqmalloc_get_stats and the
 // printed text, and follows what the program allocates.
+#include <malloc.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -11,6 +13,7 @@
 
 #include "allocator/api/rseqmalloc.h"
 #include "gtest/gtest.h"
+#include "tests/util/test_util.h"
 
 namespace {
 
@@ -24,6 +27,31 @@ rseqmalloc_stats Stats() {
   rseqmalloc_stats s;
   EXPECT_EQ(rseqmalloc_get_stats(&s), 0);
   return s;
+}
+
+// A block the kernel refuses whatever is freed (more than RAM + swap under
+// the default overcommit heuristic) fails at once: no cache is drained and
+// no free page goes back first, as any other refusal does. A program probing
+// for the largest block it can get would otherwise empty them at each probe.
+TEST(Stats, HopelessRequestGivesNoMemoryBack) {
+  if (rseqmalloc_test::OvercommitMode() != 0) GTEST_SKIP() << "not the heuristic policy";
+  size_t machine = rseqmalloc_test::RamPlusSwapBytes();
+  ASSERT_GT(machine, 0u);
+  constexpr size_t kFreed = size_t{64} << 20;
+  void* big = malloc(kFreed);
+  ASSERT_NE(big, nullptr);
+  memset(big, 1, kFreed);
+  free(big);  // resident and free: what a drain would give back
+  rseqmalloc_release_stats before;
+  ASSERT_EQ(rseqmalloc_get_release_stats(&before), 0);
+  if (before.waiting_bytes == 0) GTEST_SKIP() << "free pages go back at once here";
+  errno = 0;
+  EXPECT_EQ(malloc(rseqmalloc_test::Opaque(machine + (size_t{1} << 30))), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  rseqmalloc_release_stats after;
+  ASSERT_EQ(rseqmalloc_get_release_stats(&after), 0);
+  EXPECT_EQ(after.released_trim_bytes, before.released_trim_bytes);
+  malloc_trim(0);  // the next tests count resident pages from a clean heap
 }
 
 TEST(Stats, PartsAddUpToTotalMapped) {

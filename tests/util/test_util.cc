@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -116,6 +117,21 @@ size_t Rng::LogUniform(size_t lo, size_t hi) {
   if (s < lo) s = lo;
   if (s > hi) s = hi;
   return s;
+}
+
+int OvercommitMode() {
+  int fd = open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char c = 0;
+  ssize_t n = read(fd, &c, 1);
+  close(fd);
+  return n == 1 && c >= '0' && c <= '2' ? c - '0' : -1;
+}
+
+size_t RamPlusSwapBytes() {
+  struct sysinfo info;
+  if (sysinfo(&info) != 0) return 0;
+  return (static_cast<size_t>(info.totalram) + info.totalswap) * info.mem_unit;
 }
 
 size_t CurrentRssBytes() {

@@ -74,6 +74,15 @@ class Rng {
 // Resident set size of this process, from /proc/self/statm.
 size_t CurrentRssBytes();
 
+// vm.overcommit_memory: 0 (the heuristic), 1 (always) or 2 (strict); -1
+// when it cannot be read.
+int OvercommitMode();
+// The machine's RAM plus swap, in bytes (sysinfo); 0 when unknown. Under the
+// heuristic the kernel refuses one mapping larger than this; under the
+// strict policy its commit limit is at most this unless the administrator
+// raised vm.overcommit_ratio past 100.
+size_t RamPlusSwapBytes();
+
 // The CPUs the calling thread may run on, lowest first: stores at most
 // `max` of them in out[] and returns how many (0 when the kernel would not
 // say). Never allocates.
