@@ -2,9 +2,10 @@
 // (valgrind, seccomp, old kernels) or when RSEQMALLOC_CACHE=thread.
 //
 // One singly linked free list per size class, threaded through the free
-// objects themselves. A miss takes a batch from the transfer cache; an
-// overflow gives a batch back. Each list's capacity starts at one batch and
-// grows by a batch per miss up to a per-class bound; when the whole cache
+// objects themselves. A miss takes up to a batch from the transfer cache; an
+// overflow gives a batch back. Each list's capacity starts at 0 and grows
+// per miss (2, 4, 8, ... a batch, then a batch at a time) up to a
+// per-class bound, and a miss fetches at most the capacity; when the whole cache
 // passes its byte budget (RSEQMALLOC_THREAD_CACHE_BYTES) every list gives back
 // half. At thread exit the cache is flushed to the central heap.
 #ifndef RSEQMALLOC_ALLOCATOR_FRONTEND_THREAD_CACHE_H_
