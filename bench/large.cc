@@ -35,15 +35,15 @@ int Main(int argc, char** argv) {
   SizeDist dist = options.Size("size", "256K~64M");
   int64_t live = options.Int("live", 2);
   double seconds = static_cast<double>(options.Int("ms", 500)) / 1000.0;
-  int64_t ops_per_thread = options.Int("replacements", 0);
+  int64_t replacements = options.Int("replacements", 0);
   options.Finish();
   if (threads < 1) options.Fail("--threads must be at least 1");
   if (live < 1) options.Fail("--live must be at least 1");
-  if (ops_per_thread < 0) options.Fail("--replacements must be 0 (timed) or more");
+  if (replacements < 0) options.Fail("--replacements must be 0 (timed) or more");
   // Counted: the clock still runs from the common start to the last thread's
   // end; the stop flag, raised at once, is not looked at.
-  if (ops_per_thread > 0) seconds = 0;
-  uint64_t counted = static_cast<uint64_t>(ops_per_thread);
+  if (replacements > 0) seconds = 0;
+  uint64_t counted = static_cast<uint64_t>(replacements);
 
   uint64_t ops = 0;
   double elapsed = RunTimed(

@@ -222,12 +222,9 @@ bool SystemRequestExceedsMemory(size_t bytes) {
   if (bytes < kMinBoundedRequest) return false;
   int saved_errno = errno;
   uint64_t bound = g_memory_bound.load(std::memory_order_relaxed);
-  if (bound == 0) {
-    bound = ReadMemoryBound();
-    g_memory_bound.store(bound, std::memory_order_relaxed);
-  }
-  if (bytes > bound) {
-    // Only a fresh look refuses: swap may have been added since the last.
+  // Looked up the first time, and again before any refusal: only a fresh
+  // look refuses (swap may have been added since the last).
+  if (bound == 0 || bytes > bound) {
     bound = ReadMemoryBound();
     g_memory_bound.store(bound, std::memory_order_relaxed);
   }

@@ -8,9 +8,9 @@
 // page heap carves its growth out of the current chunk. A request of at least
 // kOwnMappingBytes gets a mapping of its own, without MAP_NORESERVE: the
 // kernel's overcommit policy judges it as it would glibc's (a block larger
-// than RAM + swap is refused under the default heuristic). The untouched tail of a chunk
-// that is too short for the next request is unmapped when the next chunk is
-// mapped. When a chunk cannot be mapped (small RLIMIT_AS) the request is
+// than RAM + swap is refused under the default heuristic). The untouched
+// tail of a chunk that is too short for the next request is unmapped when
+// the next chunk is mapped. When a chunk cannot be mapped (small RLIMIT_AS) the request is
 // retried with a mapping of exactly its size, and failing that SystemAlloc
 // returns nullptr.
 //
