@@ -290,6 +290,7 @@ void GetCentralStats(CentralStats* out) {
       t.objects += shard.objects;
       t.outstanding += shard.outstanding;
       t.lock_contended += shard.lock_contended;
+      t.from_other_shards += shard.from_other_shards;
     }
     CentralClassStats& k = out->per_class[cls];
     size_t size = ClassToSize(cls);
@@ -302,6 +303,7 @@ void GetCentralStats(CentralStats* out) {
     k.in_use_objects = static_cast<uint64_t>(t.outstanding);
     k.transfer_lock_contended = t.lock_contended;
     k.central_lock_contended = c.lock_contended;
+    k.transfer_from_other_shards = t.from_other_shards;
     out->central_free_bytes += k.central_free_objects * size;
     out->transfer_cache_bytes += k.transfer_objects * size;
     out->small_in_use_bytes += k.in_use_objects * size;

@@ -443,7 +443,8 @@ class RestoreAffinity {
 };
 
 // Transfer caches are per CPU shard: objects one CPU freed serve another
-// CPU's refill before the central list (nothing strands in a shard).
+// CPU's refill before the central list (nothing strands in a shard), and
+// the class's statistics count them as taken from another shard.
 TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
   std::vector<int> cpus = TwoAllowedCpus();
   if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
@@ -465,6 +466,8 @@ TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
   EXPECT_EQ(after.per_class[cls].central_free_objects, before.per_class[cls].central_free_objects);
   EXPECT_EQ(after.per_class[cls].spans, before.per_class[cls].spans);
   EXPECT_EQ(std::set<void*>(again, again + kN), std::set<void*>(objs, objs + kN));
+  EXPECT_EQ(after.per_class[cls].transfer_from_other_shards,
+            before.per_class[cls].transfer_from_other_shards + kN);
   InsertBatch(cls, again, kN);
 }
 

@@ -33,6 +33,8 @@ struct CentralClassStats {
   uint64_t in_use_objects;        // handed out by RemoveBatch, not returned
   uint64_t transfer_lock_contended;  // acquisitions of its locks that had to
   uint64_t central_lock_contended;   //   wait, since the start
+  uint64_t transfer_from_other_shards;  // objects refills took from another
+                                        //   CPU shard's transfer cache
 };
 
 struct CentralStats {

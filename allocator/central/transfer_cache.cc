@@ -99,6 +99,7 @@ int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbou
     got += stolen;
     lock_.Lock();
     outstanding_ += stolen;
+    from_other_shards_ += static_cast<uint64_t>(stolen);
     if (got < n) GrowForRoundTripLocked();  // the other shards were short too
     lock_.Unlock();
     if (got == n) return got;
@@ -190,6 +191,7 @@ void TransferCache::GetStatsLocked(TransferCacheStats* out) const {
   out->grows = grows_;
   out->outstanding = outstanding_;
   out->lock_contended = lock_.contended();
+  out->from_other_shards = from_other_shards_;
 }
 
 }  // namespace rseqmalloc::internal

@@ -63,6 +63,9 @@ struct TransferCacheStats {
   uint64_t grows;       // times the capacity doubled, since the start
   int64_t outstanding;  // handed out by RemoveRange and not yet given back
   uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
+  // Objects its refills took from the other shards' caches, since the
+  // start: blocks another CPU freed, whose lines that CPU may still hold.
+  uint64_t from_other_shards;
 };
 
 class alignas(64) TransferCache {
@@ -134,6 +137,7 @@ class alignas(64) TransferCache {
   uint64_t grows_ = 0;
   int low_water_ = 0;  // fewest objects cached since the last ReturnIdle
   int64_t outstanding_ = 0;
+  uint64_t from_other_shards_ = 0;
   CentralFreeList* central_ = nullptr;
 };
 

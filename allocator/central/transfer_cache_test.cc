@@ -288,6 +288,8 @@ TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
   EXPECT_EQ(std::set<void*>(got, got + 32), std::set<void*>(objs, objs + 32));
   EXPECT_EQ(StatsOf(s.b).objects, 0u);
   EXPECT_EQ(StatsOf(s.a).outstanding + StatsOf(s.b).outstanding, 48);
+  EXPECT_EQ(StatsOf(s.a).from_other_shards, 32u);
+  EXPECT_EQ(StatsOf(s.b).from_other_shards, 0u);
 
   // b holds 8 of them again; a refill of 16 takes those 8, then 8 from the
   // spans.
@@ -296,6 +298,7 @@ TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
   ASSERT_EQ(s.a.RemoveRange(more, 16, s.others_of_a, 1), 16);
   EXPECT_EQ(CentralOut(s.central), 56u);
   EXPECT_EQ(StatsOf(s.a).outstanding + StatsOf(s.b).outstanding, 56);
+  EXPECT_EQ(StatsOf(s.a).from_other_shards, 40u);  // the spans' 8 are not
   std::set<void*> live(objs + 32, objs + 48);
   live.insert(got + 8, got + 32);
   live.insert(more, more + 16);
