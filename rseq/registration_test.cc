@@ -136,7 +136,7 @@ TEST(ChildTest, Unavailable) {
   // A started slab, with capacity and an item on every id: an unregistered
   // thread pops nothing and pushes nothing, and the item stays.
   for (IndexMode mode : {IndexMode::kCpuId, IndexMode::kMmCid}) {
-    static const std::uint16_t kCapacity[2] = {0, 4};
+    static const std::uint32_t kCapacity[2] = {0, 4};
     PercpuSlab slab;
     ASSERT_TRUE(slab.Init(kCapacity, 2));
     slab.Start(mode);

@@ -32,7 +32,7 @@ bool Fence() {
 
 }  // namespace
 
-bool PercpuSlab::Init(const std::uint16_t* max_capacity, int num_classes) {
+bool PercpuSlab::Init(const std::uint32_t* max_capacity, int num_classes) {
   if (num_classes < 1 || num_classes > kMaxClasses || mapping_ != nullptr) return false;
   // Headers, then per class: the 0 marker, then its slots. The region's
   // last slot stays 0 too (a header of 0 on the next id reads it).
@@ -40,10 +40,12 @@ bool PercpuSlab::Init(const std::uint16_t* max_capacity, int num_classes) {
                        internal::kSlotBytes;
   for (int cls = 0; cls < num_classes; ++cls) {
     if (max_capacity[cls] == 0) continue;
-    begin_[cls] = static_cast<std::uint16_t>(slot + 1);
+    begin_[cls] = static_cast<std::uint32_t>(slot + 1);
     max_[cls] = max_capacity[cls];
-    slot += 1 + max_capacity[cls];
-    if (slot >= kRegionSlots || slot > 0xffff) return false;
+    // 64-bit sum: a capacity near 2^32 must fail here, not wrap.
+    std::uint64_t next = std::uint64_t{slot} + 1 + max_capacity[cls];
+    if (next >= kRegionSlots) return false;
+    slot = static_cast<std::uint32_t>(next);
   }
   int ids = NumPossibleCpus();
   std::size_t bytes = kGuardBytes + (static_cast<std::size_t>(ids) << kSlabShift);

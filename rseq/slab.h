@@ -62,7 +62,7 @@ class PercpuSlab {
   // Reserves a region for every possible CPU, with max_capacity[c] slots for
   // class c (0: the class is never used). False when the classes do not fit
   // in a region, or the memory cannot be reserved. Call once.
-  bool Init(const std::uint16_t* max_capacity, int num_classes);
+  bool Init(const std::uint32_t* max_capacity, int num_classes);
   void Release();  // unmaps (tests)
 
   // From now on the fast paths use the calling process's rseq areas
@@ -148,8 +148,8 @@ class PercpuSlab {
 
   int num_ids() const { return num_ids_; }
   int num_classes() const { return num_classes_; }
-  std::uint16_t begin(std::size_t cls) const { return begin_[cls]; }
-  std::uint16_t max_capacity(std::size_t cls) const { return max_[cls]; }
+  std::uint32_t begin(std::size_t cls) const { return begin_[cls]; }
+  std::uint32_t max_capacity(std::size_t cls) const { return max_[cls]; }
   bool started() const { return __atomic_load_n(&started_, __ATOMIC_ACQUIRE); }
 
  private:
@@ -173,8 +173,8 @@ class PercpuSlab {
   int num_classes_ = 0;
   char* mapping_ = nullptr;
   std::size_t mapping_bytes_ = 0;
-  std::uint16_t begin_[kMaxClasses] = {};
-  std::uint16_t max_[kMaxClasses] = {};
+  std::uint32_t begin_[kMaxClasses] = {};
+  std::uint32_t max_[kMaxClasses] = {};
 };
 
 }  // namespace rseqmalloc::rseq

@@ -29,12 +29,12 @@ struct Node {
 class NodePool {
  public:
   static constexpr std::size_t kClass = 0;
-  static constexpr std::uint16_t kMaxPerCpu = 64;
+  static constexpr std::uint32_t kMaxPerCpu = 64;
   static constexpr int kRefill = 8;
 
   explicit NodePool(int nodes) : storage_(static_cast<std::size_t>(nodes)) {
     for (Node& n : storage_) global_.push_back(&n);
-    std::uint16_t capacity[1] = {kMaxPerCpu};
+    std::uint32_t capacity[1] = {kMaxPerCpu};
     ok_ = slab_.Init(capacity, 1);
     if (ok_) slab_.Start(MmCidSupported() ? IndexMode::kMmCid : IndexMode::kCpuId);
   }

@@ -52,10 +52,11 @@
 
 namespace rseqmalloc::rseq {
 
-// 512 KiB per id: 65,536 slots, as many as a 16-bit `begin` can name (the
-// last one is the region's closing 0). The sections' asm spells the shift
-// through the macro, so the two cannot part.
-#define RSEQMALLOC_SLAB_SHIFT 19
+// 2 MiB per id: 262,144 slots (the last one is the region's closing 0),
+// room for the tiny classes' long ranges (docs/design.md, "Tiny classes
+// keep a whole batch"); address space only, touched where used. The
+// sections' asm spells the shift through the macro, so the two cannot part.
+#define RSEQMALLOC_SLAB_SHIFT 21
 #define RSEQMALLOC_SLAB_STR2(x) #x
 #define RSEQMALLOC_SLAB_STR(x) RSEQMALLOC_SLAB_STR2(x)
 inline constexpr unsigned kSlabShift = RSEQMALLOC_SLAB_SHIFT;

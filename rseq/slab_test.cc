@@ -45,7 +45,7 @@ struct SlabConfigNames {
   }
 };
 
-constexpr std::uint16_t kCapacity[] = {0, 8, 32, 2, 100};
+constexpr std::uint32_t kCapacity[] = {0, 8, 32, 2, 100};
 constexpr int kClasses = 5;
 constexpr std::size_t kSecondClass = 2;
 

@@ -20,19 +20,21 @@ using rseq::PercpuSlab;
 // its smallest classes).
 constexpr uint32_t kMaxCapacitySlots = 2048;
 constexpr size_t kCapacityTargetBytes = 128 * 1024;
-// Classes up to kRunClassBytes may grow further, to kRunCapacitySlots (704
-// KiB of 64-byte objects): a program that builds ten thousand tiny objects
-// in a row and then frees them (a parse tree, a request's temporaries)
-// keeps them all on its CPU instead of sending four in five through the
-// transfer cache and back every round (`batch --count 10000` ran at
-// 0.64-0.73 of the best peer). Only underflows take a class past the usual
+// Classes up to kRunClassBytes may grow further, to kRunCapacitySlots (3
+// MiB of 64-byte objects, twice the base budget): a program that builds
+// tens of thousands of tiny objects in a row and then frees them (a parse
+// tree, a request's temporaries) keeps them on its CPU instead of sending
+// most of them through the transfer cache and back every round, two pointer
+// copies each way (`batch --count 10000` ran at 0.64-0.73 of the best peer
+// with 2048 slots; `batch --count 100000` gained 1.15-1.3x from 11,264 to
+// 49,152 slots: docs/design.md). Only underflows take a class past the usual
 // maximum (with overflows too, producers and consumers sharing a CPU kept
 // 16-19 % more memory: objects that only pass through were held there),
 // and only into budget no class uses (taking it from other classes made
 // `bursts` slower). The slot ranges (every class's largest capacity) must
 // fit in one region: PercpuSlab::Init checks, the tests' Init pins it.
 constexpr size_t kRunClassBytes = 64;
-constexpr uint32_t kRunCapacitySlots = 11264;
+constexpr uint32_t kRunCapacitySlots = 49152;
 // Most objects one refill or overflow moves (half the class's capacity up
 // to this): a class in heavy use misses once per this many calls.
 constexpr uint32_t kMaxMove = 128;
@@ -62,17 +64,17 @@ constexpr uint64_t kGrowthPoolBudgets = 8;
 static_assert(CpuCache::kFreeOnlyCapacity == 2 * kMaxMove);
 constexpr uint8_t kAllocatingIntervals = 2;
 
-constexpr uint16_t MaxCapacityOf(uint32_t cls) {
+constexpr uint32_t MaxCapacityOf(uint32_t cls) {
   if (cls == 0) return 0;
   size_t by_bytes = kCapacityTargetBytes / ClassToSize(cls);
   size_t floor = 2 * static_cast<size_t>(ClassToBatch(cls));
   size_t cap = by_bytes < floor ? floor : by_bytes;
-  return static_cast<uint16_t>(cap > kMaxCapacitySlots ? kMaxCapacitySlots : cap);
+  return static_cast<uint32_t>(cap > kMaxCapacitySlots ? kMaxCapacitySlots : cap);
 }
 
-constexpr uint16_t RunCapacityOf(uint32_t cls) {
+constexpr uint32_t RunCapacityOf(uint32_t cls) {
   if (cls == 0 || ClassToSize(cls) > kRunClassBytes) return MaxCapacityOf(cls);
-  return static_cast<uint16_t>(kRunCapacitySlots);
+  return static_cast<uint32_t>(kRunCapacitySlots);
 }
 
 // One entry per value of a pagemap class byte, so that free() can push
@@ -82,8 +84,8 @@ constexpr int kSlabClasses = 256;
 static_assert(kLargeClass < kSlabClasses && kNotOurs < kSlabClasses);
 
 struct CapacityTable {
-  uint16_t max[kSlabClasses];  // through any miss
-  uint16_t run[kSlabClasses];  // through underflows: the slab's slot ranges
+  uint32_t max[kSlabClasses];  // through any miss
+  uint32_t run[kSlabClasses];  // through underflows: the slab's slot ranges
 };
 
 constexpr CapacityTable MakeCapacityTable() {
@@ -532,8 +534,8 @@ void CpuCache::UnlockAfterFork() {
   for (int id = 0; id < num_ids_; ++id) ids_[id].lock.Unlock();
 }
 
-uint16_t CpuCache::MaxCapacity(uint32_t cls) { return kCapacity.max[cls]; }
-uint16_t CpuCache::RunCapacity(uint32_t cls) { return kCapacity.run[cls]; }
+uint32_t CpuCache::MaxCapacity(uint32_t cls) { return kCapacity.max[cls]; }
+uint32_t CpuCache::RunCapacity(uint32_t cls) { return kCapacity.run[cls]; }
 
 CpuCache::ClassFill CpuCache::FillOf(int id, uint32_t cls) const {
   if (cls == 0 || cls >= kNumClasses) return {};

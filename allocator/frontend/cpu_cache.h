@@ -28,7 +28,7 @@
 //    batch at a time, up to the class's maximum (128 KiB of objects, at
 //    least two batches, at most 2048 slots);
 //  * an underflow may take a class of up to 64-byte objects further, to
-//    its run capacity (11,264 slots, the size of its slot range), with
+//    its run capacity (49,152 slots, the size of its slot range), with
 //    budget no other class uses: a CPU that allocates thousands of tiny
 //    objects in a row and then frees them keeps the whole batch; overflows
 //    never grow a class past its maximum, so objects that only pass
@@ -165,8 +165,8 @@ class CpuCache {
   void UnlockAfterFork();
   // The most capacity a class grows to through any miss, and through
   // underflows (its slot range; larger for the tiniest classes).
-  static uint16_t MaxCapacity(uint32_t cls);
-  static uint16_t RunCapacity(uint32_t cls);
+  static uint32_t MaxCapacity(uint32_t cls);
+  static uint32_t RunCapacity(uint32_t cls);
   // Where a class that only frees on an id stops growing (cpu_cache.cc).
   static constexpr uint32_t kFreeOnlyCapacity = 256;
   // Objects cached and capacity (both in objects) of one class on one id.

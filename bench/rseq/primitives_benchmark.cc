@@ -126,7 +126,7 @@ BENCHMARK(BM_AtomicCompareExchangeShared)
 
 PercpuSlab* StartedSlab(IndexMode mode) {
   static PercpuSlab slabs[2];
-  static const std::uint16_t kCapacity[2] = {0, 64};
+  static const std::uint32_t kCapacity[2] = {0, 64};
   PercpuSlab& slab = slabs[mode == IndexMode::kMmCid];
   if (!slab.started()) {
     slab.Init(kCapacity, 2);
