@@ -20,21 +20,25 @@ using rseq::PercpuSlab;
 // its smallest classes).
 constexpr uint32_t kMaxCapacitySlots = 2048;
 constexpr size_t kCapacityTargetBytes = 128 * 1024;
-// Classes up to kRunClassBytes may grow further, to kRunCapacitySlots (3
-// MiB of 64-byte objects, twice the base budget): a program that builds
-// tens of thousands of tiny objects in a row and then frees them (a parse
-// tree, a request's temporaries) keeps them on its CPU instead of sending
-// most of them through the transfer cache and back every round, two pointer
-// copies each way (`batch --count 10000` ran at 0.64-0.73 of the best peer
-// with 2048 slots; `batch --count 100000` gained 1.15-1.3x from 11,264 to
-// 49,152 slots: docs/design.md). Only underflows take a class past the usual
+// Classes up to kTinyClassBytes may grow further, to kTinyRunSlots (3 MiB
+// of 64-byte objects, twice the base budget), and those up to
+// kSmallRunClassBytes to kSmallRunSlots (1.5 MiB of 128-byte objects): a
+// program that builds tens of thousands of small objects in a row and then
+// frees them (a parse tree, a request's temporaries) keeps them on its CPU
+// instead of sending most of them through the transfer cache and back
+// every round, two pointer copies each way (`batch --count 10000` ran at
+// 0.64-0.73 of the best peer with 2048 slots; `batch --count 100000` gained
+// 1.15-1.3x from 11,264 to 49,152 slots, `batch --count 10000 --size 128`
+// 1.5x from 1024 to 12,288: docs/design.md). Only underflows take a class past the usual
 // maximum (with overflows too, producers and consumers sharing a CPU kept
 // 16-19 % more memory: objects that only pass through were held there),
 // and only into budget no class uses (taking it from other classes made
 // `bursts` slower). The slot ranges (every class's largest capacity) must
 // fit in one region: PercpuSlab::Init checks, the tests' Init pins it.
-constexpr size_t kRunClassBytes = 64;
-constexpr uint32_t kRunCapacitySlots = 49152;
+constexpr size_t kTinyClassBytes = 64;
+constexpr uint32_t kTinyRunSlots = 49152;
+constexpr size_t kSmallRunClassBytes = 128;
+constexpr uint32_t kSmallRunSlots = 12288;
 // Most objects one refill or overflow moves (half the class's capacity up
 // to this): a class in heavy use misses once per this many calls.
 constexpr uint32_t kMaxMove = 128;
@@ -73,8 +77,8 @@ constexpr uint32_t MaxCapacityOf(uint32_t cls) {
 }
 
 constexpr uint32_t RunCapacityOf(uint32_t cls) {
-  if (cls == 0 || ClassToSize(cls) > kRunClassBytes) return MaxCapacityOf(cls);
-  return static_cast<uint32_t>(kRunCapacitySlots);
+  if (cls == 0 || ClassToSize(cls) > kSmallRunClassBytes) return MaxCapacityOf(cls);
+  return ClassToSize(cls) > kTinyClassBytes ? kSmallRunSlots : kTinyRunSlots;
 }
 
 // One entry per value of a pagemap class byte, so that free() can push

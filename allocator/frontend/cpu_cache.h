@@ -27,10 +27,11 @@
 //    capacity (at least 1, at most a batch): 1, 2, 4, ... batch, then by a
 //    batch at a time, up to the class's maximum (128 KiB of objects, at
 //    least two batches, at most 2048 slots);
-//  * an underflow may take a class of up to 64-byte objects further, to
-//    its run capacity (49,152 slots, the size of its slot range), with
-//    budget no other class uses: a CPU that allocates thousands of tiny
-//    objects in a row and then frees them keeps the whole batch; overflows
+//  * an underflow may take a class of up to 128-byte objects further, to
+//    its run capacity (the size of its slot range: 49,152 slots up to 64
+//    B, 12,288 up to 128 B), with budget no other class uses: a CPU that
+//    allocates thousands of small objects in a row and then frees them
+//    keeps the whole batch; overflows
 //    never grow a class past its maximum, so objects that only pass
 //    through a CPU are not held there;
 //  * a refill fetches half the capacity (at least 1, at most kMaxMove), so a

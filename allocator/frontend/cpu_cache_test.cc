@@ -195,42 +195,49 @@ TEST_F(CpuCacheTest, DrainAllEmptiesEveryCache) {
   Free(p);
 }
 
-// A thread that allocates 40,000 blocks of 16 B in a row and then frees
+// A thread that allocates a batch of small blocks in a row and then frees
 // them, round after round, comes to keep all of them on its CPU: a round
-// with no miss. The tiny classes' slot ranges (49,152 slots in 2 MiB
-// regions) allow it; with the 11,264-slot ranges of 512 KiB regions every
-// round sent most of the batch through the transfer cache and back. (Each
-// underflow grows the class by a batch, so the misses fall by about a
-// quarter a round: some 25 rounds.)
-TEST_F(CpuCacheTest, TinyClassKeepsFortyThousandBlocksOnItsCpu) {
-  constexpr int kBatch = 40000;
-  constexpr size_t kSize = 16;
-  if (GetOptions().per_cpu_cache_bytes < 2 * kBatch * kSize) {
-    GTEST_SKIP() << "the budget is too small for the batch";
-  }
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(sched_getcpu(), &one);
-  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+// with no miss. Returns the misses of the last round (at most 100 rounds;
+// each underflow grows the class by a batch, so the misses fall by about a
+// quarter a round). The caller pins the thread.
+uint64_t MissesOnceTheBatchSettles(size_t size, int count) {
   // From capacity 0 on every id, so that no other class holds budget.
-  if (!g_cpu_cache.DrainAll()) GTEST_SKIP() << "no membarrier: no drain";
+  if (!g_cpu_cache.DrainAll()) return ~uint64_t{0};
   auto all_misses = [] {
     uint64_t n = 0;
     for (int id = 0; id < g_cpu_cache.NumIds(); ++id) n += Misses(id);
     return n;
   };
-  std::vector<void*> blocks(kBatch);
+  std::vector<void*> blocks(static_cast<size_t>(count));
   uint64_t misses_last_round = 1;
   for (int round = 0; round < 100 && misses_last_round != 0; ++round) {
     uint64_t before = all_misses();
     for (void*& p : blocks) {
-      p = Allocate(kSize);
-      ASSERT_NE(p, nullptr);
+      p = Allocate(size);
+      if (p == nullptr) return ~uint64_t{0};
     }
     for (void* p : blocks) Free(p);
     misses_last_round = all_misses() - before;
   }
-  EXPECT_EQ(misses_last_round, 0u) << "the batch never came to fit on the CPU";
+  return misses_last_round;
+}
+
+// 40,000 blocks of 16 B and 10,000 of 128 B each come to stay on the CPU:
+// the slot ranges of classes up to 64 B (49,152 slots, in 2 MiB regions)
+// and up to 128 B (12,288) allow it. With the 11,264-slot ranges of 512 KiB
+// regions, and the 1024 of a 128-byte class, every round sent most of the
+// batch through the transfer cache and back.
+TEST_F(CpuCacheTest, SmallClassesKeepTheirBatchOnTheirCpu) {
+  if (GetOptions().per_cpu_cache_bytes < 1536 * 1024) {
+    GTEST_SKIP() << "the budget is too small for the batches";
+  }
+  if (!g_cpu_cache.DrainAll()) GTEST_SKIP() << "no membarrier: no drain";
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  EXPECT_EQ(MissesOnceTheBatchSettles(16, 40000), 0u) << "40,000 x 16 B never came to fit";
+  EXPECT_EQ(MissesOnceTheBatchSettles(128, 10000), 0u) << "10,000 x 128 B never came to fit";
 }
 
 // 32 threads on 2 cores allocate, stamp, check and free through the per-CPU
