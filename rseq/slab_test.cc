@@ -101,6 +101,26 @@ TYPED_TEST(SlabTest, LayoutLeavesAZeroBelowEveryClass) {
   }
 }
 
+// A region holds 2^kSlabShift / 8 slots, headers and markers included:
+// ranges that fill it exactly less one fit, one more does not, and a
+// capacity near 2^32 fails rather than wrapping the count of slots.
+TEST(SlabInit, RejectsRangesThatDoNotFitInARegion) {
+  const std::uint32_t region_slots = (std::uint32_t{1} << kSlabShift) / 8;
+  // The two classes' headers take the first two slots; class 1 then needs
+  // a marker, its range, and the region's closing 0.
+  const std::uint32_t fits = region_slots - 4;
+  for (std::uint32_t capacity : {fits + 1, region_slots, std::uint32_t{0xffffffff}}) {
+    const std::uint32_t too_many[2] = {0, capacity};
+    PercpuSlab slab;
+    EXPECT_FALSE(slab.Init(too_many, 2)) << capacity << " slots";
+  }
+  const std::uint32_t just[2] = {0, fits};
+  PercpuSlab slab;
+  ASSERT_TRUE(slab.Init(just, 2));
+  EXPECT_EQ(slab.max_capacity(1), fits);
+  slab.Release();
+}
+
 // Before Start, and in a thread whose area is not registered, every pop
 // misses and every push fails.
 TYPED_TEST(SlabTest, NotStartedMissesEverywhere) {

@@ -29,12 +29,13 @@ constexpr size_t kCapacityTargetBytes = 128 * 1024;
 // every round, two pointer copies each way (`batch --count 10000` ran at
 // 0.64-0.73 of the best peer with 2048 slots; `batch --count 100000` gained
 // 1.15-1.3x from 11,264 to 49,152 slots, `batch --count 10000 --size 128`
-// 1.5x from 1024 to 12,288: docs/design.md). Only underflows take a class past the usual
-// maximum (with overflows too, producers and consumers sharing a CPU kept
-// 16-19 % more memory: objects that only pass through were held there),
-// and only into budget no class uses (taking it from other classes made
-// `bursts` slower). The slot ranges (every class's largest capacity) must
-// fit in one region: PercpuSlab::Init checks, the tests' Init pins it.
+// 1.5x from 1024 to 12,288: docs/design.md). Only underflows take a class
+// past the usual maximum (with overflows too, producers and consumers
+// sharing a CPU kept 16-19 % more memory: objects that only pass through
+// were held there), and only into budget no class uses (taking it from
+// other classes made `bursts` slower). The slot ranges (every class's
+// largest capacity) must fit in one region: PercpuSlab::Init checks, the
+// tests' Init pins it.
 constexpr size_t kTinyClassBytes = 64;
 constexpr uint32_t kTinyRunSlots = 49152;
 constexpr size_t kSmallRunClassBytes = 128;

@@ -31,9 +31,8 @@
 //    its run capacity (the size of its slot range: 49,152 slots up to 64
 //    B, 12,288 up to 128 B), with budget no other class uses: a CPU that
 //    allocates thousands of small objects in a row and then frees them
-//    keeps the whole batch; overflows
-//    never grow a class past its maximum, so objects that only pass
-//    through a CPU are not held there;
+//    keeps the whole batch; overflows never grow a class past its
+//    maximum, so objects that only pass through a CPU are not held there;
 //  * a refill fetches half the capacity (at least 1, at most kMaxMove), so a
 //    class that misses rarely holds few objects;
 //  * an overflow grows the class only while it also allocates on that id
@@ -165,7 +164,7 @@ class CpuCache {
   void LockForFork();
   void UnlockAfterFork();
   // The most capacity a class grows to through any miss, and through
-  // underflows (its slot range; larger for the tiniest classes).
+  // underflows (its slot range; larger for classes of up to 128 B).
   static uint32_t MaxCapacity(uint32_t cls);
   static uint32_t RunCapacity(uint32_t cls);
   // Where a class that only frees on an id stops growing (cpu_cache.cc).
