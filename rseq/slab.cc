@@ -40,7 +40,7 @@ bool PercpuSlab::Init(const std::uint32_t* max_capacity, int num_classes) {
                        internal::kSlotBytes;
   for (int cls = 0; cls < num_classes; ++cls) {
     if (max_capacity[cls] == 0) continue;
-    begin_[cls] = static_cast<std::uint32_t>(slot + 1);
+    begin_[cls] = slot + 1;
     max_[cls] = max_capacity[cls];
     // 64-bit sum: a capacity near 2^32 must fail here, not wrap.
     std::uint64_t next = std::uint64_t{slot} + 1 + max_capacity[cls];

@@ -53,7 +53,7 @@
 namespace rseqmalloc::rseq {
 
 // 2 MiB per id: 262,144 slots (the last one is the region's closing 0),
-// room for the tiny classes' long ranges (docs/design.md, "Tiny classes
+// room for the small classes' long ranges (docs/design.md, "Tiny classes
 // keep a whole batch"); address space only, touched where used. The
 // sections' asm spells the shift through the macro, so the two cannot part.
 #define RSEQMALLOC_SLAB_SHIFT 21
