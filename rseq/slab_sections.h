@@ -52,11 +52,11 @@
 
 namespace rseqmalloc::rseq {
 
-// 2 MiB per id: 262,144 slots (the last one is the region's closing 0),
+// 4 MiB per id: 524,288 slots (the last one is the region's closing 0),
 // room for the small classes' long ranges (docs/design.md, "Tiny classes
 // keep a whole batch"); address space only, touched where used. The
 // sections' asm spells the shift through the macro, so the two cannot part.
-#define RSEQMALLOC_SLAB_SHIFT 21
+#define RSEQMALLOC_SLAB_SHIFT 22
 #define RSEQMALLOC_SLAB_STR2(x) #x
 #define RSEQMALLOC_SLAB_STR(x) RSEQMALLOC_SLAB_STR2(x)
 inline constexpr unsigned kSlabShift = RSEQMALLOC_SLAB_SHIFT;

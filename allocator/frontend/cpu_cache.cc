@@ -20,24 +20,27 @@ using rseq::PercpuSlab;
 // its smallest classes).
 constexpr uint32_t kMaxCapacitySlots = 2048;
 constexpr size_t kCapacityTargetBytes = 128 * 1024;
-// Classes up to kTinyClassBytes may grow further, to kTinyRunSlots (3 MiB
-// of 64-byte objects, twice the base budget), and those up to
-// kSmallRunClassBytes to kSmallRunSlots (1.5 MiB of 128-byte objects): a
-// program that builds tens of thousands of small objects in a row and then
-// frees them (a parse tree, a request's temporaries) keeps them on its CPU
-// instead of sending most of them through the transfer cache and back
-// every round, two pointer copies each way (`batch --count 10000` ran at
-// 0.64-0.73 of the best peer with 2048 slots; `batch --count 100000` gained
-// 1.15-1.3x from 11,264 to 49,152 slots, `batch --count 10000 --size 128`
-// 1.5x from 1024 to 12,288: docs/design.md). Only underflows take a class
-// past the usual maximum (with overflows too, producers and consumers
-// sharing a CPU kept 16-19 % more memory: objects that only pass through
-// were held there), and only into budget no class uses (taking it from
-// other classes made `bursts` slower). The slot ranges (every class's
-// largest capacity) must fit in one region: PercpuSlab::Init checks, the
-// tests' Init pins it.
+// Classes up to kTinyClassBytes may grow further, to kTinyRunBytes of
+// objects (3 MiB, twice the base budget: 196,608 slots of 16 B, 49,152 of
+// 64 B), and those up to kSmallRunClassBytes to kSmallRunSlots (1.5 MiB of
+// 128-byte objects): a program that builds tens of thousands of small
+// objects in a row and then frees them (a parse tree, a request's
+// temporaries) keeps them on its CPU instead of sending most of them
+// through the transfer cache and back every round, two pointer copies each
+// way (`batch --count 10000` ran at 0.64-0.73 of the best peer with 2048
+// slots; `batch --count 100000` gained 1.15-1.3x from 11,264 to 49,152
+// slots, `batch --count 10000 --size 128` 1.5x from 1024 to 12,288, and
+// `bursts`, mostly 16-byte blocks, 1.3x from 49,152 to 196,608:
+// docs/design.md). The tiny ranges are set in bytes, not slots: the budget
+// bounds bytes, and a range of a few slots more than the budget allows is
+// address space no object can use. Only underflows take a class past the
+// usual maximum (with overflows too, producers and consumers sharing a CPU
+// kept 16-19 % more memory: objects that only pass through were held
+// there), and only into budget no class uses (taking it from other classes
+// made `bursts` slower). The slot ranges (every class's largest capacity)
+// must fit in one region: PercpuSlab::Init checks, the tests' Init pins it.
 constexpr size_t kTinyClassBytes = 64;
-constexpr uint32_t kTinyRunSlots = 49152;
+constexpr size_t kTinyRunBytes = size_t{3} << 20;
 constexpr size_t kSmallRunClassBytes = 128;
 constexpr uint32_t kSmallRunSlots = 12288;
 // Most objects one refill or overflow moves (half the class's capacity up
@@ -79,7 +82,8 @@ constexpr uint32_t MaxCapacityOf(uint32_t cls) {
 
 constexpr uint32_t RunCapacityOf(uint32_t cls) {
   if (cls == 0 || ClassToSize(cls) > kSmallRunClassBytes) return MaxCapacityOf(cls);
-  return ClassToSize(cls) > kTinyClassBytes ? kSmallRunSlots : kTinyRunSlots;
+  if (ClassToSize(cls) > kTinyClassBytes) return kSmallRunSlots;
+  return static_cast<uint32_t>(kTinyRunBytes / ClassToSize(cls));
 }
 
 // One entry per value of a pagemap class byte, so that free() can push

@@ -28,10 +28,10 @@
 //    batch at a time, up to the class's maximum (128 KiB of objects, at
 //    least two batches, at most 2048 slots);
 //  * an underflow may take a class of up to 128-byte objects further, to
-//    its run capacity (the size of its slot range: 49,152 slots up to 64
-//    B, 12,288 up to 128 B), with budget no other class uses: a CPU that
-//    allocates thousands of small objects in a row and then frees them
-//    keeps the whole batch; overflows never grow a class past its
+//    its run capacity (the size of its slot range: 3 MiB of objects up to
+//    64 B, 12,288 slots up to 128 B), with budget no other class uses: a
+//    CPU that allocates thousands of small objects in a row and then frees
+//    them keeps the whole batch; overflows never grow a class past its
 //    maximum, so objects that only pass through a CPU are not held there;
 //  * a refill fetches half the capacity (at least 1, at most kMaxMove), so a
 //    class that misses rarely holds few objects;

@@ -222,11 +222,14 @@ uint64_t MissesOnceTheBatchSettles(size_t size, int count) {
   return misses_last_round;
 }
 
-// 40,000 blocks of 16 B and 10,000 of 128 B each come to stay on the CPU:
-// the slot ranges of classes up to 64 B (49,152 slots, in 2 MiB regions)
-// and up to 128 B (12,288) allow it. With the 11,264-slot ranges of 512 KiB
-// regions, and the 1024 of a 128-byte class, every round sent most of the
-// batch through the transfer cache and back.
+// 80,000 blocks of 16 B, 20,000 of 64 B and 10,000 of 128 B each come to
+// stay on the CPU (each batch within the base budget of 1.5 MiB): the slot
+// ranges of classes up to 64 B (3 MiB of objects: 196,608 slots of 16 B,
+// 49,152 of 64 B, in 4 MiB regions) and up to 128 B (12,288) allow it.
+// With the 49,152-slot ranges of 2 MiB regions, every round of the 16-byte
+// batch sent a third of it through the transfer cache and back; with the
+// 11,264 of 512 KiB regions, the 64-byte one too; and with the 1024 of a
+// 128-byte class, the 128-byte one.
 TEST_F(CpuCacheTest, SmallClassesKeepTheirBatchOnTheirCpu) {
   if (GetOptions().per_cpu_cache_bytes < 1536 * 1024) {
     GTEST_SKIP() << "the budget is too small for the batches";
@@ -236,7 +239,8 @@ TEST_F(CpuCacheTest, SmallClassesKeepTheirBatchOnTheirCpu) {
   CPU_ZERO(&one);
   CPU_SET(sched_getcpu(), &one);
   ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
-  EXPECT_EQ(MissesOnceTheBatchSettles(16, 40000), 0u) << "40,000 x 16 B never came to fit";
+  EXPECT_EQ(MissesOnceTheBatchSettles(16, 80000), 0u) << "80,000 x 16 B never came to fit";
+  EXPECT_EQ(MissesOnceTheBatchSettles(64, 20000), 0u) << "20,000 x 64 B never came to fit";
   EXPECT_EQ(MissesOnceTheBatchSettles(128, 10000), 0u) << "10,000 x 128 B never came to fit";
 }
 
