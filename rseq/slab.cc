@@ -32,6 +32,10 @@ bool Fence() {
 
 }  // namespace
 
+std::size_t PercpuSlab::ReservationBytes() {
+  return kGuardBytes + (static_cast<std::size_t>(NumPossibleCpus()) << kSlabShift);
+}
+
 bool PercpuSlab::Init(const std::uint32_t* max_capacity, int num_classes) {
   if (num_classes < 1 || num_classes > kMaxClasses || mapping_ != nullptr) return false;
   // Headers, then per class: the 0 marker, then its slots. The region's
@@ -48,7 +52,7 @@ bool PercpuSlab::Init(const std::uint32_t* max_capacity, int num_classes) {
     slot = static_cast<std::uint32_t>(next);
   }
   int ids = NumPossibleCpus();
-  std::size_t bytes = kGuardBytes + (static_cast<std::size_t>(ids) << kSlabShift);
+  std::size_t bytes = ReservationBytes();
   void* mapping = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mapping == MAP_FAILED) return false;

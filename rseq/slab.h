@@ -63,6 +63,9 @@ class PercpuSlab {
   // class c (0: the class is never used). False when the classes do not fit
   // in a region, or the memory cannot be reserved. Call once.
   bool Init(const std::uint32_t* max_capacity, int num_classes);
+  // The address space Init reserves on this machine: a region per
+  // possible id and a guard page.
+  static std::size_t ReservationBytes();
   void Release();  // unmaps (tests)
 
   // From now on the fast paths use the calling process's rseq areas

@@ -91,8 +91,8 @@ constexpr size_t kTransferGrowthShareOfLimit = 32;
   // too low for them, caches that keep their first capacity, then one shard
   // of those: a program limited to a few tens of MiB still allocates
   // (docs/reliability.md, "A low address-space limit").
-  bool may_grow = TransferSlotsBytes(g_transfer_shards, true) <=
-                  SystemAddressSpaceLimit() / kTransferGrowthShareOfLimit;
+  bool may_grow =
+      ReservationFitsLimit(TransferSlotsBytes(g_transfer_shards, true), kTransferGrowthShareOfLimit);
   void** slots = MapTransferSlots(g_transfer_shards, may_grow);
   if (slots == nullptr && may_grow) {
     may_grow = false;
@@ -217,6 +217,10 @@ bool ResizeLargeInPlace(void* p, size_t size) {
 }
 
 void* AllocateMetadata(size_t bytes) { return ArenaAlloc(bytes); }
+
+bool ReservationFitsLimit(size_t bytes, size_t share) {
+  return bytes <= SystemAddressSpaceLimit() / share;
+}
 
 bool IsObjectStart(const void* p) {
   uint32_t cls = ClassifyPointer(p);

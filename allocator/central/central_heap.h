@@ -94,6 +94,13 @@ inline uint32_t ClassifyPointer(const void* p) {
 // nullptr when the system refuses.
 void* AllocateMetadata(size_t bytes);
 
+// Whether `bytes` of address space reserved for speed, not for the
+// program's data, are at most a `share`-th of the process's address-space
+// limit (RLIMIT_AS or RLIMIT_DATA, the lesser); true without a limit.
+// Under a tight limit such a reservation would take the room the program's
+// own blocks need (docs/reliability.md, "A low address-space limit").
+bool ReservationFitsLimit(size_t bytes, size_t share);
+
 // Whether p is where an object of ours starts: the start of a live large
 // block, or a multiple of the class size from the start of its slab
 // (whether that object is free right now is unknowable without a walk of

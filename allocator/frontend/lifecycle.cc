@@ -13,6 +13,7 @@
 #include "allocator/frontend/thread_cache.h"
 #include "allocator/frontend/upcalls.h"
 #include "rseq/registration.h"
+#include "rseq/slab.h"
 
 namespace rseqmalloc::internal {
 
@@ -28,12 +29,22 @@ namespace {
 
 std::atomic<bool> g_ready{false};
 
+// The slab's regions (4 MiB per possible CPU) are address space reserved
+// for speed: under an address-space limit they may take at most this share
+// of it, as a heap chunk may (a sixteenth); past that the program gets
+// thread caches, which reserve nothing. With 8 MiB of regions on 2 CPUs, a
+// program given 24 MiB above its own size failed its last large block.
+constexpr size_t kSlabShareOfLimit = 16;
+
 // What the options ask for, limited by what this kernel and process allow:
 // cid needs mm_cid (kernel >= 6.3), both per-CPU modes need rseq (glibc's
 // area or our own) and the slab reservation.
 CacheMode ResolveMode(CacheMode wanted) {
   if (wanted == CacheMode::kNone || wanted == CacheMode::kThread) return wanted;
   if (rseq::RegisterCurrentThread() == rseq::Registration::kUnavailable) {
+    return CacheMode::kThread;
+  }
+  if (!ReservationFitsLimit(rseq::PercpuSlab::ReservationBytes(), kSlabShareOfLimit)) {
     return CacheMode::kThread;
   }
   if (!g_cpu_cache.Init(GetOptions().per_cpu_cache_bytes,

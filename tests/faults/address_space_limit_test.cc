@@ -31,6 +31,9 @@
 #include <thread>
 #include <vector>
 
+#include "allocator/api/rseqmalloc.h"
+#include "tests/util/test_util.h"
+
 namespace {
 
 constexpr char kChildVariable[] = "ADDRESS_SPACE_LIMIT_TEST_CHILD";
@@ -129,6 +132,9 @@ TEST(AddressSpaceLimit, ChildWorkload) {
   ASSERT_EQ(limit.rlim_cur, kLimit);
   CrossThreadWorkload();
   EXPECT_FALSE(HasFlatClassArray());
+  // A limit this roomy leaves the per-CPU caches their regions (a sliver of
+  // it): only a limit they would take a real share of gives thread caches.
+  EXPECT_STREQ(rseqmalloc_mode(), rseqmalloc_test::ExpectedCacheMode());
 }
 
 TEST(AddressSpaceLimit, LimitedChild) {
