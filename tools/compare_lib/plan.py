@@ -58,6 +58,9 @@ WORKLOADS = [
              "ops_per_sec", True, ["--ms", "500"], ["--ms", "200"]),
     Workload("thread_churn", "waves of short-lived allocating threads",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"]),
+    Workload("handoff", "Larson-style: chains of threads, each replacing random objects "
+             "(8-1000 B) of a set its predecessor allocated, then handing it on",
+             "ops_per_sec", True, ["--ms", "300"], ["--ms", "100"]),
     Workload("large_realloc", "a buffer grown by realloc in 4 KiB steps to 64 MiB",
              "ops_per_sec", True, ["--ms", "1000"], ["--ms", "200", "--size", "16M"]),
     Workload("large_calloc", "calloc(64 MiB) used sparsely, freed, asked for again",
