@@ -132,8 +132,11 @@ void ReturnDeferredFrees() {
   }
 }
 
-void* AllocateSmallSlow(uint32_t cls) noexcept {
-  if (void* p = PopThreadCache(cls)) return p;
+namespace {
+// Everything AllocateSmallSlow does past the thread's own list; kept out of
+// line so that a thread-mode hit (the common case in that mode) runs in a
+// function with no stack frame of its own.
+[[gnu::noinline]] void* AllocateSmallBelowThreadCache(uint32_t cls) noexcept {
   if (InsideAllocator()) return AllocateReentered(ClassToSize(cls), 16);
   // Before the section: initialisation registers hooks that may allocate.
   EnsureInitialized();
@@ -143,6 +146,12 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   ReturnDeferredFreesIfAny();
   void* p = RetryAfterReturningCachedMemory([cls] { return AllocateSmallBelowCache(cls); });
   return p != nullptr ? p : OutOfMemory();
+}
+}  // namespace
+
+void* AllocateSmallSlow(uint32_t cls) noexcept {
+  if (void* p = PopThreadCache(cls)) return p;
+  return AllocateSmallBelowThreadCache(cls);
 }
 
 void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
@@ -202,7 +211,16 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
   ReportInvalidPointer("free(): invalid pointer", p);
 }
 
-void FreeSlowReclassified(void* p) noexcept { FreeSlow(p, RawClassOf(p)); }
+// Thread mode's frees all come here (the slab is never started): the
+// thread's list first, with no stack frame, then FreeSlow.
+void FreeSlowReclassified(void* p) noexcept {
+  uint32_t cls;
+  if (g_thread_caches && g_pagemap.FlatClassOf(reinterpret_cast<uintptr_t>(p), &cls) &&
+      cls - 1 < kNumClasses - 1 && tls_thread_cache->Push(cls, p)) {
+    return;
+  }
+  FreeSlow(p, RawClassOf(p));
+}
 
 void FreeWithLeafClass(void* p) noexcept { FreeWithClass(p, RawClassOf(p)); }
 

@@ -25,14 +25,14 @@ namespace rseqmalloc::internal {
 extern __thread uint32_t tls_allocator_depth __attribute__((tls_model("initial-exec")));
 
 // True when this call interrupted the same thread inside the allocator.
-inline bool InsideAllocator() { return tls_allocator_depth != 0; }
+[[gnu::always_inline]] inline bool InsideAllocator() { return tls_allocator_depth != 0; }
 
-inline void EnterAllocator() {
+[[gnu::always_inline]] inline void EnterAllocator() {
   ++tls_allocator_depth;
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
-inline void LeaveAllocator() {
+[[gnu::always_inline]] inline void LeaveAllocator() {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   --tls_allocator_depth;
 }

@@ -31,7 +31,7 @@ class ThreadCache {
   // The lists are plain memory, so a signal handler that allocates must not
   // find one half-changed: the fast path marks the thread inside the
   // allocator (reentry.h) and a handler that interrupted it misses.
-  void* Pop(uint32_t cls) {
+  [[gnu::always_inline]] void* Pop(uint32_t cls) {
     if (__builtin_expect(InsideAllocator(), 0)) return nullptr;
     EnterAllocator();
     void* p = PopInside(cls);
@@ -41,7 +41,7 @@ class ThreadCache {
 
   // Fast path: caches `p`, or returns false when the list is at capacity
   // (or, as for Pop, when the call interrupted this thread's allocator).
-  bool Push(uint32_t cls, void* p) {
+  [[gnu::always_inline]] bool Push(uint32_t cls, void* p) {
     if (__builtin_expect(InsideAllocator(), 0)) return false;
     EnterAllocator();
     bool done = PushInside(cls, p);
@@ -51,7 +51,7 @@ class ThreadCache {
   }
 
   // The same for callers already inside the allocator.
-  void* PopInside(uint32_t cls) {
+  [[gnu::always_inline]] void* PopInside(uint32_t cls) {
     FreeList& list = lists_[cls];
     void* head = list.head;
     if (__builtin_expect(head == nullptr, 0)) return nullptr;
@@ -61,7 +61,7 @@ class ThreadCache {
     return head;
   }
 
-  bool PushInside(uint32_t cls, void* p) {
+  [[gnu::always_inline]] bool PushInside(uint32_t cls, void* p) {
     FreeList& list = lists_[cls];
     if (__builtin_expect(list.length >= list.capacity, 0)) return false;
     *static_cast<void**>(p) = list.head;
@@ -107,6 +107,7 @@ class ThreadCache {
   static void OnThreadExit(void* cache);
 
   FreeList lists_[kNumClasses];
+  size_t capacity_bytes_;  // sum over the lists of capacity x object size
   uint64_t hits_;
   uint64_t misses_;
   ThreadCache* next_;  // registry of live caches, for statistics
