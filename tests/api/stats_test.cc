@@ -89,6 +89,37 @@ TEST(Stats, ThreadCachesOfManyOneOffSizesStaySmall) {
   EXPECT_LE(during.front_end_cached_bytes, before.front_end_cached_bytes + kThreads * per_thread);
 }
 
+// A thread cache keeps to its byte budget (RSEQMALLOC_THREAD_CACHE_BYTES,
+// 2 MiB by default) but for what the hits since its last miss added, at most
+// a batch (32 objects) of one class. The lists check the budget at their
+// misses and skip the count while their capacities fit the budget
+// (thread_cache.cc): here 24 sizes of 1-12.5 KiB, each list allowed up to an
+// eighth of the budget, could hold three budgets between them, and three
+// rounds of allocating and freeing 600 blocks of each let them grow there.
+TEST(Stats, ThreadCacheKeepsToItsBudget) {
+  if (std::string(rseqmalloc_mode()) != "thread") GTEST_SKIP() << "per-thread caches only";
+  const char* env = getenv("RSEQMALLOC_THREAD_CACHE_BYTES");
+  ASSERT_EQ(env, nullptr) << "the test assumes the default budget";
+  constexpr size_t kBudget = size_t{2} << 20;
+  constexpr int kSizes = 24;
+  constexpr int kBlocks = 600;
+  auto size_of = [](int i) { return static_cast<size_t>(1024 + i * 512); };
+  std::vector<void*> blocks(static_cast<size_t>(kSizes) * kBlocks);
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < kSizes; ++i) {
+      for (int k = 0; k < kBlocks; ++k) {
+        void* p = malloc(size_of(i));
+        ASSERT_NE(p, nullptr);
+        memset(p, 1, 64);
+        blocks[static_cast<size_t>(i) * kBlocks + k] = p;
+      }
+    }
+    for (void* p : blocks) free(p);
+  }
+  rseqmalloc_stats s = Stats();
+  EXPECT_LE(s.front_end_cached_bytes, kBudget + 32 * size_of(kSizes - 1));
+}
+
 TEST(Stats, PartsAddUpToTotalMapped) {
   std::vector<void*> blocks;
   for (size_t size = 1; size < (size_t{4} << 20); size = size * 3 / 2 + 1) {
