@@ -100,6 +100,7 @@ ThreadCache* ThreadCache::Current() {
 void ThreadCache::Init() {
   memset(lists_, 0, sizeof(lists_));
   capacity_bytes_ = 0;
+  num_used_classes_ = 0;
   hits_ = 0;
   misses_ = 0;
   next_ = nullptr;
@@ -121,6 +122,7 @@ void* ThreadCache::Refill(uint32_t cls) {
   uint32_t grow = list.capacity == 0 ? 2 : (list.capacity < batch ? list.capacity : batch);
   uint32_t capacity = list.capacity + grow < max_length ? list.capacity + grow : max_length;
   if (capacity > list.capacity) {
+    if (list.capacity == 0) used_classes_[num_used_classes_++] = static_cast<uint8_t>(cls);
     capacity_bytes_ += static_cast<size_t>(capacity - list.capacity) * ClassToSize(cls);
     list.capacity = capacity;
   }
@@ -162,7 +164,8 @@ void ThreadCache::ReleaseBatch(uint32_t cls, uint32_t count) {
 
 size_t ThreadCache::CachedBytes() const {
   size_t bytes = 0;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+  for (uint32_t i = 0; i < num_used_classes_; ++i) {
+    uint32_t cls = used_classes_[i];
     bytes += static_cast<size_t>(lists_[cls].length) * ClassToSize(cls);
   }
   return bytes;
@@ -174,13 +177,15 @@ void ThreadCache::ScavengeIfOverBudget() {
   // thread that cycles a few classes would pay it at every miss).
   size_t budget = GetOptions().thread_cache_bytes;
   if (capacity_bytes_ <= budget || CachedBytes() <= budget) return;
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+  for (uint32_t i = 0; i < num_used_classes_; ++i) {
+    uint32_t cls = used_classes_[i];
     ReleaseBatch(cls, lists_[cls].length / 2);
   }
 }
 
 void ThreadCache::Flush() {
-  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+  for (uint32_t i = 0; i < num_used_classes_; ++i) {
+    uint32_t cls = used_classes_[i];
     ReleaseBatch(cls, lists_[cls].length);
   }
 }

@@ -108,6 +108,11 @@ class ThreadCache {
 
   FreeList lists_[kNumClasses];
   size_t capacity_bytes_;  // sum over the lists of capacity x object size
+  // The classes whose lists ever had capacity (only they can hold objects),
+  // in the order they got it: what the budget check, the scavenge and the
+  // flush walk instead of every class.
+  uint8_t used_classes_[kNumClasses];
+  uint32_t num_used_classes_;
   uint64_t hits_;
   uint64_t misses_;
   ThreadCache* next_;  // registry of live caches, for statistics
