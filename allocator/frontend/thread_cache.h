@@ -107,7 +107,6 @@ class ThreadCache {
   static void OnThreadExit(void* cache);
 
   FreeList lists_[kNumClasses];
-  size_t capacity_bytes_;  // sum over the lists of capacity x object size
   // The classes whose lists ever had capacity (only they can hold objects),
   // in the order they got it: what the budget check, the scavenge and the
   // flush walk instead of every class.

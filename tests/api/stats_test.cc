@@ -92,8 +92,7 @@ TEST(Stats, ThreadCachesOfManyOneOffSizesStaySmall) {
 // A thread cache keeps to its byte budget (RSEQMALLOC_THREAD_CACHE_BYTES,
 // 2 MiB by default) but for what the hits since its last miss added, at most
 // a batch (32 objects) of one class. The lists check the budget at their
-// misses and skip the count while their capacities fit the budget
-// (thread_cache.cc): here 24 sizes of 1-12.5 KiB, each list allowed up to an
+// misses, counting only the classes they ever held (thread_cache.cc): here 24 sizes of 1-12.5 KiB, each list allowed up to an
 // eighth of the budget, could hold three budgets between them, and three
 // rounds of allocating and freeing 600 blocks of each let them grow there.
 TEST(Stats, ThreadCacheKeepsToItsBudget) {
