@@ -78,11 +78,15 @@ inline uint32_t RawClassOf(const void* p) {
   return g_pagemap.ClassOfAddress(reinterpret_cast<uintptr_t>(p));
 }
 
+// Whether a raw class byte names a small class (1..kNumClasses-1), not 0,
+// kLargeClass or kNotOurs: one unsigned compare, as 0 wraps around.
+inline bool IsSmallClass(uint32_t cls) { return cls - 1 < kNumClasses - 1; }
+
 // The size class (1..kNumClasses-1) of a pointer into a small-object slab,
 // kLargeClass for the start of an in-use large allocation, kNotOurs otherwise.
 inline uint32_t ClassifyPointer(const void* p) {
   uint32_t c = RawClassOf(p);
-  if (c - 1 < kNumClasses - 1) return c;  // 0 wraps around and fails
+  if (IsSmallClass(c)) return c;
   if (c == kLargeClass && (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) == 0) {
     return kLargeClass;
   }

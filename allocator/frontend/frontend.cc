@@ -49,7 +49,7 @@ void* AllocateReentered(size_t size, size_t align) {
 }
 
 void FreeReentered(void* p, uint32_t cls) {
-  if (cls - 1 < kNumClasses - 1 || cls == kLargeClass) return DeferFree(p, cls);
+  if (IsSmallClass(cls) || cls == kLargeClass) return DeferFree(p, cls);
   if (p == nullptr || ReentrantFree(p)) return;
   ReportInvalidPointer("free(): invalid pointer", p);
 }
@@ -183,7 +183,7 @@ bool ResizeLargeBlock(void* p, size_t size) {
 }
 
 void FreeSlow(void* p, uint32_t cls) noexcept {
-  bool small = cls - 1 < kNumClasses - 1;
+  bool small = IsSmallClass(cls);
   if (!small) cls = ClassifyPointer(p);  // the raw byte: large, or not ours
   if (small && PushThreadCache(cls, p)) return;
   if (InsideAllocator()) return FreeReentered(p, cls);
@@ -216,7 +216,7 @@ void FreeSlow(void* p, uint32_t cls) noexcept {
 void FreeSlowReclassified(void* p) noexcept {
   uint32_t cls;
   if (g_thread_caches && g_pagemap.FlatClassOf(reinterpret_cast<uintptr_t>(p), &cls) &&
-      cls - 1 < kNumClasses - 1 && tls_thread_cache->Push(cls, p)) {
+      IsSmallClass(cls) && tls_thread_cache->Push(cls, p)) {
     return;
   }
   FreeSlow(p, RawClassOf(p));
@@ -237,7 +237,7 @@ namespace {
 // may have kept the block for it) be one realloc keeps the block for.
 void FreeSizedChecked(void* p, size_t size, size_t align, bool resized = false) {
   uint32_t cls = ClassifyPointer(p);
-  if (cls - 1 < kNumClasses - 1) {
+  if (IsSmallClass(cls)) {
     bool matches = resized ? FitsInPlace(size, cls) : ClassFor(size, align) == cls;
     if (!matches) return ReportInvalidPointer("free_sized(): wrong size for pointer", p);
     return FreeSmall(p, cls);
@@ -269,7 +269,7 @@ void FreeSizedSlow(void* p, size_t size, size_t align) noexcept {
 size_t CheckedUsableSize(const void* p) {
   if (p == nullptr) return 0;
   uint32_t cls = ClassifyPointer(p);
-  if (cls - 1 < kNumClasses - 1) return ClassToSize(cls);
+  if (IsSmallClass(cls)) return ClassToSize(cls);
   if (cls == kLargeClass) return UsableSize(p);
   if (size_t mapped = ReentrantUsableSize(p)) return mapped;
   ReportInvalidPointer("malloc_usable_size(): invalid pointer", p);
