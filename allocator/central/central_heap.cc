@@ -343,6 +343,7 @@ void GetCentralStats(CentralStats* out) {
   out->released_cap_bytes = ph.released_cap_bytes;
   out->released_trim_bytes = ph.released_trim_bytes;
   out->free_spans = ph.free_spans;
+  out->huge_pages = sys.huge;
   out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();
   out->spans_metadata = arena.spans_in_use;
 }

@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "allocator/base/size_classes.h"
+#include "allocator/pages/huge_pages.h"
 
 namespace rseqmalloc::internal {
 
@@ -58,6 +59,7 @@ struct CentralStats {
   uint64_t released_trim_bytes;          //   malloc_trim / ReleaseFreeMemory
   uint64_t system_unmapped_bytes_total;  // heap address space unmapped (RLIMIT_AS, chunk tails)
   uint64_t free_spans;
+  HugePageStats huge_pages;
 
   // Small objects, summed over classes.
   uint64_t central_free_bytes;

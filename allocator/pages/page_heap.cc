@@ -359,10 +359,13 @@ bool PageHeap::TrimTo(Span* span, uintptr_t first_page, size_t n) {
 // while and other threads need not wait for it.
 bool PageHeap::GrowUnlocked(size_t n) {
   size_t ask = RoundUp(n, GrowPages());
-  void* mem = SystemAlloc(ask << kPageShift);
+  // A block as big as a step of growth gets its own pages: it may be used
+  // sparsely, where huge pages would make 2 MiB resident per touch.
+  PageUse use = n >= GrowPages() ? PageUse::kBigBlock : PageUse::kHeap;
+  void* mem = SystemAlloc(ask << kPageShift, use);
   if (mem == nullptr && ask > n) {
     ask = n;
-    mem = SystemAlloc(ask << kPageShift);
+    mem = SystemAlloc(ask << kPageShift, use);
   }
   if (mem == nullptr) return false;
   {
@@ -373,7 +376,7 @@ bool PageHeap::GrowUnlocked(size_t n) {
   // fresh range goes back, and a range of exactly n pages needs less.
   SystemUnmap(mem, ask << kPageShift);
   if (ask == n) return false;
-  mem = SystemAlloc(n << kPageShift);
+  mem = SystemAlloc(n << kPageShift, use);
   if (mem == nullptr) return false;
   SpinLockHolder h(&lock_);
   if (AddFreshPages(reinterpret_cast<uintptr_t>(mem) >> kPageShift, n)) return true;

@@ -14,6 +14,7 @@
 #include "allocator/base/no_cancel.h"
 #include "allocator/base/size_classes.h"
 #include "allocator/base/spinlock.h"
+#include "allocator/pages/huge_pages.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -28,21 +29,6 @@ constinit std::atomic<uint64_t> g_handed_out{0};
 constinit std::atomic<uint64_t> g_released{0};
 constinit std::atomic<uint64_t> g_metadata{0};
 constinit std::atomic<uint64_t> g_unmapped{0};
-
-// Whether heap mappings ask for transparent huge pages (SystemUseHugePages).
-constinit std::atomic<bool> g_huge_pages{false};
-constinit uintptr_t g_chunk_begin = 0;  // the current chunk; g_system_lock
-
-constexpr size_t kHugePageBytes = size_t{2} << 20;
-
-// MADV_HUGEPAGE on the whole 2 MiB units inside [p, p + bytes): the kernel
-// backs them with huge pages when transparent huge pages are in "madvise"
-// (or "always") mode. Advice only: a refusal changes nothing.
-void AdviseHuge(uintptr_t p, size_t bytes) {
-  uintptr_t first = (p + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
-  uintptr_t last = (p + bytes) & ~(kHugePageBytes - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-}
 
 constexpr int kProt = PROT_READ | PROT_WRITE;
 constexpr int kFlags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -77,6 +63,7 @@ size_t RoundUp(size_t n, size_t align) { return (n + align - 1) & ~(align - 1); 
 // Never touched, so it costs nothing else. Caller holds g_system_lock.
 void UnmapChunkRestLocked() {
   size_t rest = g_chunk_end - g_chunk_next;
+  if (rest != 0) HugePagesTrimChunk(g_chunk_next);
   if (rest != 0 && munmap(reinterpret_cast<void*>(g_chunk_next), rest) == 0) {
     g_reserved.fetch_sub(rest, std::memory_order_relaxed);
     g_unmapped.fetch_add(rest, std::memory_order_relaxed);
@@ -86,15 +73,17 @@ void UnmapChunkRestLocked() {
 
 }  // namespace
 
-void* SystemAlloc(size_t bytes) {
+void* SystemAlloc(size_t bytes, PageUse use) {
   if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return nullptr;
   SpinLockHolder h(&g_system_lock);
+  bool huge = HugePagesStartIfDue(g_handed_out.load(std::memory_order_relaxed), g_chunk_next,
+                                  g_chunk_end);
   if (bytes >= kOwnMappingBytes) {
     size_t align = bytes >= kChunkAlign ? kChunkAlign : kPageSize;
     uintptr_t p = MapAligned(bytes, align, kOwnFlags);
     if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize, kOwnFlags);
     if (p == 0) return nullptr;
-    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, bytes);
+    if (huge && use == PageUse::kHeap) HugePagesAdvise(p, p + bytes);
     g_reserved.fetch_add(bytes, std::memory_order_relaxed);
     g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
     return reinterpret_cast<void*>(p);
@@ -115,9 +104,8 @@ void* SystemAlloc(size_t bytes) {
       }
       if (p == 0) return nullptr;
     }
-    if (g_huge_pages.load(std::memory_order_relaxed)) AdviseHuge(p, chunk);
+    if (huge) HugePagesAdvise(p, p + chunk);
     g_reserved.fetch_add(chunk, std::memory_order_relaxed);
-    g_chunk_begin = p;
     g_chunk_next = p;
     g_chunk_end = p + chunk;
   }
@@ -127,12 +115,7 @@ void* SystemAlloc(size_t bytes) {
   return reinterpret_cast<void*>(result);
 }
 
-void SystemUseHugePages(bool on) {
-  SpinLockHolder h(&g_system_lock);
-  g_huge_pages.store(on, std::memory_order_relaxed);
-  // The chunk mapped before the options were read gets the advice too.
-  if (on && g_chunk_end > g_chunk_begin) AdviseHuge(g_chunk_begin, g_chunk_end - g_chunk_begin);
-}
+void SystemUseHugePages(bool on) { HugePagesEnable(on); }
 
 bool SystemAllocAt(void* p, size_t bytes) {
   if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return false;
@@ -146,13 +129,17 @@ bool SystemAllocAt(void* p, size_t bytes) {
 
 bool SystemRelease(void* p, size_t bytes) {
   if (bytes == 0) return true;
+  uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  HugePagesBeforeRelease(at, bytes);
   if (madvise(p, bytes, MADV_DONTNEED) != 0) return false;
+  HugePagesAfterRelease(at, bytes);
   g_released.fetch_add(bytes, std::memory_order_relaxed);
   return true;
 }
 
 bool SystemUnmap(void* p, size_t bytes) {
   if (bytes == 0) return true;
+  HugePagesBeforeUnmap(reinterpret_cast<uintptr_t>(p), bytes);
   if (munmap(p, bytes) != 0) return false;
   g_reserved.fetch_sub(bytes, std::memory_order_relaxed);
   g_handed_out.fetch_sub(bytes, std::memory_order_relaxed);
@@ -255,6 +242,7 @@ void SystemUnmapMetadata(void* p, size_t bytes) {
 }
 
 void GetSystemStats(SystemStats* out) {
+  GetHugePageStats(&out->huge);
   out->reserved_bytes = g_reserved.load(std::memory_order_relaxed);
   out->handed_out_bytes = g_handed_out.load(std::memory_order_relaxed);
   out->released_bytes_total = g_released.load(std::memory_order_relaxed);
@@ -262,7 +250,14 @@ void GetSystemStats(SystemStats* out) {
   out->unmapped_bytes_total = g_unmapped.load(std::memory_order_relaxed);
 }
 
-void SystemLockForFork() { g_system_lock.Lock(); }
-void SystemUnlockAfterFork() { g_system_lock.Unlock(); }
+void SystemLockForFork() {
+  g_system_lock.Lock();
+  HugePagesLockForFork();
+}
+
+void SystemUnlockAfterFork() {
+  HugePagesUnlockAfterFork();
+  g_system_lock.Unlock();
+}
 
 }  // namespace rseqmalloc::internal

@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "allocator/base/log.h"  // Crash(), for the layers above
+#include "allocator/pages/huge_pages.h"
 
 namespace rseqmalloc::internal {
 
@@ -38,15 +39,20 @@ struct SystemStats {
   uint64_t released_bytes_total;  // cumulative bytes passed to SystemRelease
   uint64_t unmapped_bytes_total;  // cumulative heap bytes unmapped (chunk tails, SystemUnmap)
   uint64_t metadata_bytes;        // mapped through SystemMapMetadata, still mapped
+  HugePageStats huge;
 };
+
+// What a SystemAlloc is for: heap growth that spans of every size are carved
+// from (transparent huge pages once the heap is big enough, huge_pages.h),
+// or one big block that the program may touch sparsely (small pages).
+enum class PageUse { kHeap, kBigBlock };
 
 // Returns `bytes` (a multiple of kPageSize) of zeroed heap memory aligned to
 // kPageSize, or nullptr when the OS refuses. Thread-safe.
-void* SystemAlloc(size_t bytes);
+void* SystemAlloc(size_t bytes, PageUse use = PageUse::kHeap);
 
-// Heap mappings from now on (and the current chunk) ask the kernel for
-// transparent huge pages with MADV_HUGEPAGE (RSEQMALLOC_HUGE_PAGES; why it is
-// off by default: docs/design.md, "Huge pages").
+// Heap mappings ask the kernel for transparent huge pages with MADV_HUGEPAGE
+// once the heap is big enough (RSEQMALLOC_HUGE_PAGES, huge_pages.h).
 void SystemUseHugePages(bool on);
 
 // Hands out exactly [p, p + bytes) when that range continues the current

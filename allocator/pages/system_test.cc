@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "allocator/base/size_classes.h"
+#include "allocator/pages/huge_pages.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -186,6 +188,72 @@ TEST(System, RequestLongerThanASmallChunkIsMappedWhole) {
     SystemStats after;
     GetSystemStats(&after);
     if (after.reserved_bytes == before.reserved_bytes) return 13;  // no new chunk
+    return 0;
+  }));
+}
+
+// The VmFlags line of /proc/self/smaps for the mapping holding `p`: "hg"
+// for MADV_HUGEPAGE, "nh" for MADV_NOHUGEPAGE ("" if not found).
+std::string VmFlagsOf(const void* p) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  FILE* f = fopen("/proc/self/smaps", "r");
+  if (f == nullptr) return "";
+  char line[512];
+  bool inside = false;
+  std::string flags;
+  while (fgets(line, sizeof line, f) != nullptr) {
+    unsigned long begin = 0, end = 0;
+    if (sscanf(line, "%lx-%lx ", &begin, &end) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+      inside = a >= begin && a < end;
+    } else if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+      flags = line + 8;
+      break;
+    }
+  }
+  fclose(f);
+  return flags;
+}
+
+bool Has(const std::string& flags, const char* flag) {
+  return flags.find(std::string(" ") + flag) != std::string::npos;
+}
+
+// Huge pages once the heap is past the threshold; a partial release takes
+// the advice off the units it cuts (khugepaged would otherwise collapse the
+// released pages back), a whole-unit release gives it back, and a mapping
+// for one big block never gets it. In a child: the switch is process-wide.
+TEST(System, HugePageAdviceFollowsReleases) {
+  ExpectCleanExit(WaitStatusUnderLimit(size_t{1} << 40, [] {
+    SystemUseHugePages(true);
+    // Handed out before the threshold, or for one big block: small pages.
+    char* big = static_cast<char*>(SystemAlloc(kHugePagesFromBytes, PageUse::kBigBlock));
+    if (big == nullptr) return 11;
+    if (Has(VmFlagsOf(big + kHugePageBytes), "hg")) return 12;
+    char* heap = static_cast<char*>(SystemAlloc(kOwnMappingBytes));
+    if (heap == nullptr) return 13;
+    HugePageStats stats;
+    GetHugePageStats(&stats);
+    if (!stats.started) return 14;
+    if (stats.regions == 0) return 0;  // the kernel has no transparent huge pages
+    char* unit = heap + kHugePageBytes;
+    if (reinterpret_cast<uintptr_t>(heap) % kHugePageBytes != 0) return 15;
+    if (!Has(VmFlagsOf(unit), "hg")) return 16;
+    memset(unit, 1, kHugePageBytes);
+    // Part of the second unit back: that unit only loses the advice.
+    if (!SystemRelease(unit + kPageSize, 2 * kPageSize)) return 17;
+    if (!Has(VmFlagsOf(unit), "nh")) return 18;
+    if (!Has(VmFlagsOf(heap), "hg") || !Has(VmFlagsOf(unit + kHugePageBytes), "hg")) return 19;
+    if (unit[0] != 1 || unit[kPageSize] != 0 || unit[3 * kPageSize] != 1) return 20;
+    // The whole unit back: advised again, so a later touch may be huge.
+    if (!SystemRelease(unit, kHugePageBytes)) return 21;
+    if (!Has(VmFlagsOf(unit), "hg")) return 22;
+    GetHugePageStats(&stats);
+    if (stats.split_units != 1 || stats.rejoined_units != 1) return 23;
+    // Unmapping a tracked mapping stops tracking it first.
+    int regions = stats.regions;
+    if (!SystemUnmap(heap, kOwnMappingBytes)) return 24;
+    GetHugePageStats(&stats);
+    if (stats.regions != regions - 1) return 25;
     return 0;
   }));
 }

@@ -201,6 +201,19 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
         .Str(" bytes of address space (a mapping was refused, or a chunk's unused tail)\n")
         .Flush(fd);
   }
+  const HugePageStats& h = central.huge_pages;
+  line.Str("  huge pages: ");
+  if (!h.enabled && h.regions == 0) {
+    line.Str("off (RSEQMALLOC_HUGE_PAGES=0)\n");
+  } else if (!h.started) {
+    line.Str("not yet (the heap has handed out less than ").Dec(kHugePagesFromBytes >> 20)
+        .Str(" MiB)\n");
+  } else {
+    line.Str("advised on ").Dec(h.regions).Str(" mappings, ").Dec(h.advised_bytes)
+        .Str(" bytes; ").Dec(h.split_units).Str(" 2 MiB units taken off by partial releases, ")
+        .Dec(h.rejoined_units).Str(" advised again\n");
+  }
+  line.Flush(fd);
   line.Str("  maintenance thread: ").Str(m.running ? "running" : "not running").Str("; ")
       .Dec(m.wakeups).Str(" wake-ups, ").Dec(m.passes).Str(" cache passes, released ")
       .Dec(m.released_bytes).Str(" bytes, ").Dec(m.transfer_objects_returned)
