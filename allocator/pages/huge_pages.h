@@ -12,7 +12,9 @@
 // A mapping made for one big block (PageUse::kBigBlock) is not advised: the
 // program may use it sparsely (a calloc'd table), where 2 MiB per touch
 // would multiply its resident size. Advice starts once the heap has
-// handed out kHugePagesFromBytes, so a small program stays on small pages.
+// handed out kHugePagesFromBytes, so a small program stays on small pages,
+// and only if the program writes most of what it allocates (a residency
+// sample of the latest mapping, HugePagesStartIfDue).
 // The units advised are tracked as at most kMaxHugeRegions regions, each
 // the whole 2 MiB units of a mapping that are still all ours: a madvise never
 // reaches memory the heap does not own, and the areas the flags split the
@@ -41,16 +43,21 @@ struct HugePageStats {
   uint64_t advised_bytes;     // bytes of those regions
   uint64_t split_units;       // units advised MADV_NOHUGEPAGE by a partial release
   uint64_t rejoined_units;    // units advised MADV_HUGEPAGE again, released whole
+  uint64_t sparse_samples;    // growths past the threshold that found the heap sparse
 };
 
 void HugePagesEnable(bool on);
 bool HugePagesEnabled();
 
 // Before a new request: the heap has handed out `handed_out` bytes so far,
-// [unused, chunk_end) is the untouched rest of the current chunk. Starts
-// the advice (on that rest) once the heap is past the threshold, and says
-// whether new mappings get it.
-bool HugePagesStartIfDue(uint64_t handed_out, uintptr_t unused, uintptr_t chunk_end);
+// [unused, chunk_end) is the untouched rest of the current chunk, and
+// [sample_begin, sample_end) the handed-out part of the latest mapping.
+// Starts the advice (on that rest) once the heap is past the threshold and
+// the sample shows the program writes what it allocates (at least half of
+// its pages resident), and says whether new mappings get it. Until then
+// each growth looks again, at the mapping made since.
+bool HugePagesStartIfDue(uint64_t handed_out, uintptr_t unused, uintptr_t chunk_end,
+                         uintptr_t sample_begin, uintptr_t sample_end);
 
 // A new mapping [begin, end), wholly ours: its whole units are advised and
 // tracked once started.

@@ -23,6 +23,10 @@ constinit SpinLock g_system_lock;
 // The unused rest of the current chunk; guarded by g_system_lock.
 constinit uintptr_t g_chunk_next = 0;
 constinit uintptr_t g_chunk_end = 0;
+// The latest mapping (own or chunk), the huge-page density sample; guarded
+// by g_system_lock.
+constinit uintptr_t g_last_begin = 0;
+constinit uintptr_t g_last_end = 0;
 // Written under g_system_lock; read without it by GetSystemStats.
 constinit std::atomic<uint64_t> g_reserved{0};
 constinit std::atomic<uint64_t> g_handed_out{0};
@@ -76,14 +80,19 @@ void UnmapChunkRestLocked() {
 void* SystemAlloc(size_t bytes, PageUse use) {
   if (bytes == 0 || (bytes & (kPageSize - 1)) != 0) return nullptr;
   SpinLockHolder h(&g_system_lock);
+  // Of the current chunk only its handed-out part says how the program
+  // uses its memory.
+  uintptr_t sample_end = g_chunk_end != 0 && g_last_end == g_chunk_end ? g_chunk_next : g_last_end;
   bool huge = HugePagesStartIfDue(g_handed_out.load(std::memory_order_relaxed), g_chunk_next,
-                                  g_chunk_end);
+                                  g_chunk_end, g_last_begin, sample_end);
   if (bytes >= kOwnMappingBytes) {
     size_t align = bytes >= kChunkAlign ? kChunkAlign : kPageSize;
     uintptr_t p = MapAligned(bytes, align, kOwnFlags);
     if (p == 0 && align != kPageSize) p = MapAligned(bytes, kPageSize, kOwnFlags);
     if (p == 0) return nullptr;
     if (huge && use == PageUse::kHeap) HugePagesAdvise(p, p + bytes);
+    g_last_begin = p;
+    g_last_end = p + bytes;
     g_reserved.fetch_add(bytes, std::memory_order_relaxed);
     g_handed_out.fetch_add(bytes, std::memory_order_relaxed);
     return reinterpret_cast<void*>(p);
@@ -105,6 +114,8 @@ void* SystemAlloc(size_t bytes, PageUse use) {
       if (p == 0) return nullptr;
     }
     if (huge) HugePagesAdvise(p, p + chunk);
+    g_last_begin = p;
+    g_last_end = p + chunk;
     g_reserved.fetch_add(chunk, std::memory_order_relaxed);
     g_chunk_next = p;
     g_chunk_end = p + chunk;

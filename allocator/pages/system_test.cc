@@ -229,6 +229,7 @@ TEST(System, HugePageAdviceFollowsReleases) {
     char* big = static_cast<char*>(SystemAlloc(kHugePagesFromBytes, PageUse::kBigBlock));
     if (big == nullptr) return 11;
     if (Has(VmFlagsOf(big + kHugePageBytes), "hg")) return 12;
+    memset(big, 1, kHugePagesFromBytes);  // written: the program uses what it gets
     char* heap = static_cast<char*>(SystemAlloc(kOwnMappingBytes));
     if (heap == nullptr) return 13;
     HugePageStats stats;
@@ -254,6 +255,33 @@ TEST(System, HugePageAdviceFollowsReleases) {
     if (!SystemUnmap(heap, kOwnMappingBytes)) return 24;
     GetHugePageStats(&stats);
     if (stats.regions != regions - 1) return 25;
+    return 0;
+  }));
+}
+
+// A program that writes a byte of each block it gets must not be moved to
+// huge pages (each would make 2 MiB resident): past the threshold the heap
+// first checks that the latest mapping is mostly resident.
+TEST(System, SparselyWrittenHeapKeepsSmallPages) {
+  ExpectCleanExit(WaitStatusUnderLimit(size_t{1} << 40, [] {
+    SystemUseHugePages(true);
+    char* first = static_cast<char*>(SystemAlloc(kHugePagesFromBytes));
+    if (first == nullptr) return 11;
+    for (size_t i = 0; i < kHugePagesFromBytes; i += 64 << 10) first[i] = 1;
+    char* second = static_cast<char*>(SystemAlloc(kOwnMappingBytes));
+    if (second == nullptr) return 12;
+    HugePageStats stats;
+    GetHugePageStats(&stats);
+    if (stats.started || stats.regions != 0) return 13;
+    if (stats.sparse_samples == 0) return 14;
+    if (Has(VmFlagsOf(second + kHugePageBytes), "hg")) return 15;
+    // The program changes its ways: the next growth samples `second`.
+    memset(second, 1, kOwnMappingBytes);
+    char* third = static_cast<char*>(SystemAlloc(kOwnMappingBytes));
+    if (third == nullptr) return 16;
+    GetHugePageStats(&stats);
+    if (!stats.started) return 17;
+    if (stats.regions != 0 && !Has(VmFlagsOf(third + kHugePageBytes), "hg")) return 18;
     return 0;
   }));
 }

@@ -207,7 +207,8 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
     line.Str("off (RSEQMALLOC_HUGE_PAGES=0)\n");
   } else if (!h.started) {
     line.Str("not yet (the heap has handed out less than ").Dec(kHugePagesFromBytes >> 20)
-        .Str(" MiB)\n");
+        .Str(" MiB, or most of what it handed out was never written: ").Dec(h.sparse_samples)
+        .Str(" samples found it sparse)\n");
   } else {
     line.Str("advised on ").Dec(h.regions).Str(" mappings, ").Dec(h.advised_bytes)
         .Str(" bytes; ").Dec(h.split_units).Str(" 2 MiB units taken off by partial releases, ")
