@@ -65,6 +65,8 @@ WORKLOADS = [
              "ops_per_sec", True, ["--ms", "1000"], ["--ms", "200", "--size", "16M"]),
     Workload("large_calloc", "calloc(64 MiB) used sparsely, freed, asked for again",
              "ops_per_sec", True, ["--ms", "500"], ["--ms", "200"]),
+    Workload("sparse_writes", "5000 blocks of 8-128 KiB with one byte written each, then freed",
+             "ops_per_sec", True, ["--ms", "300"], ["--ms", "100", "--count", "1000"]),
     Workload("producer_consumer_mixed",
              "allocated on one thread, freed on another, random sizes 16 B-1 KiB",
              "ops_per_sec", True, ["--ms", "300", "--size", "16-1024"],
