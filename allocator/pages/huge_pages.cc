@@ -1,6 +1,7 @@
 #include "allocator/pages/huge_pages.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -33,7 +34,8 @@ void Advise(uintptr_t begin, uintptr_t end, int advice) {
   madvise(reinterpret_cast<void*>(begin), end - begin, advice);  // advice: a refusal changes nothing
 }
 
-void AdviseLocked(uintptr_t begin, uintptr_t end) {
+// MADV_HUGEPAGE on the whole units of [begin, end), tracked as a region.
+void AdviseAndTrackLocked(uintptr_t begin, uintptr_t end) {
   begin = UnitCeil(begin);
   end = UnitFloor(end);
   if (end <= begin || g_num_regions == kMaxHugeRegions) return;
@@ -49,18 +51,19 @@ void RemoveLocked(int i) { g_regions[i] = g_regions[--g_num_regions]; }
 // touched (with huge pages, 20,000 blocks of 8-128 KiB with one byte
 // written each: 1,383 MiB resident instead of 85).
 bool DenseLocked(uintptr_t begin, uintptr_t end) {
-  constexpr uintptr_t kOsPage = 4096;
-  begin &= ~(kOsPage - 1);
+  // mincore answers one byte per page of the kernel's size.
+  uintptr_t os_page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  begin &= ~(os_page - 1);
   if (end <= begin) return false;
   uint64_t pages = 0;
   uint64_t resident = 0;
   for (uintptr_t at = begin; at < end;) {
-    uintptr_t n = (end - at + kOsPage - 1) / kOsPage;
+    uintptr_t n = (end - at + os_page - 1) / os_page;
     if (n > sizeof g_residency) n = sizeof g_residency;
-    if (mincore(reinterpret_cast<void*>(at), n * kOsPage, g_residency) != 0) return false;
+    if (mincore(reinterpret_cast<void*>(at), n * os_page, g_residency) != 0) return false;
     for (uintptr_t i = 0; i < n; ++i) resident += g_residency[i] & 1;
     pages += n;
-    at += n * kOsPage;
+    at += n * os_page;
   }
   return 2 * resident >= pages;
 }
@@ -68,7 +71,6 @@ bool DenseLocked(uintptr_t begin, uintptr_t end) {
 }  // namespace
 
 void HugePagesEnable(bool on) { g_enabled.store(on, std::memory_order_relaxed); }
-bool HugePagesEnabled() { return g_enabled.load(std::memory_order_relaxed); }
 
 bool HugePagesStartIfDue(uint64_t handed_out, uintptr_t unused, uintptr_t chunk_end,
                          uintptr_t sample_begin, uintptr_t sample_end) {
@@ -82,7 +84,7 @@ bool HugePagesStartIfDue(uint64_t handed_out, uintptr_t unused, uintptr_t chunk_
   }
   // The part of the heap handed out so far stays on small pages: it may
   // already have holes given back, which a huge page would fill again.
-  AdviseLocked(unused, chunk_end);
+  AdviseAndTrackLocked(unused, chunk_end);
   g_started.store(true, std::memory_order_relaxed);
   return true;
 }
@@ -92,7 +94,7 @@ void HugePagesAdvise(uintptr_t begin, uintptr_t end) {
     return;
   }
   SpinLockHolder h(&g_huge_lock);
-  AdviseLocked(begin, end);
+  AdviseAndTrackLocked(begin, end);
 }
 
 void HugePagesTrimChunk(uintptr_t end) {

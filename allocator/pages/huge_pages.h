@@ -1,7 +1,7 @@
-// Transparent huge pages for the heap's chunks, kept compatible with giving
+// Transparent huge pages for the heap's mappings, kept compatible with giving
 // memory back (docs/design.md, "Huge pages").
 //
-// A 2 MiB unit of a chunk is advised MADV_HUGEPAGE, so its first touch
+// A 2 MiB unit of the heap is advised MADV_HUGEPAGE, so its first touch
 // faults one huge page instead of 512 small ones (a fault costs ~12 us on
 // the VM we measure on). Releasing part of a unit with MADV_DONTNEED splits
 // its huge page, and khugepaged would collapse it back whole (with the
@@ -22,8 +22,8 @@
 // stay bounded. Mappings beyond that bound keep small pages.
 //
 // system.cc calls these; the statistics reach the report through
-// SystemStats. Thread-safe (a lock
-// of their own, taken after the system lock).
+// SystemStats. Thread-safe (a lock of their own, taken after the system
+// lock).
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_HUGE_PAGES_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_HUGE_PAGES_H_
 
@@ -38,7 +38,7 @@ inline constexpr int kMaxHugeRegions = 1024;
 
 struct HugePageStats {
   bool enabled;               // RSEQMALLOC_HUGE_PAGES
-  bool started;               // the heap passed kHugePagesFromBytes
+  bool started;               // past kHugePagesFromBytes, and a sample found it dense
   int regions;                // regions advised and tracked
   uint64_t advised_bytes;     // bytes of those regions
   uint64_t split_units;       // units advised MADV_NOHUGEPAGE by a partial release
@@ -47,7 +47,6 @@ struct HugePageStats {
 };
 
 void HugePagesEnable(bool on);
-bool HugePagesEnabled();
 
 // Before a new request: the heap has handed out `handed_out` bytes so far,
 // [unused, chunk_end) is the untouched rest of the current chunk, and

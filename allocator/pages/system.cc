@@ -67,8 +67,9 @@ size_t RoundUp(size_t n, size_t align) { return (n + align - 1) & ~(align - 1); 
 // Never touched, so it costs nothing else. Caller holds g_system_lock.
 void UnmapChunkRestLocked() {
   size_t rest = g_chunk_end - g_chunk_next;
-  if (rest != 0) HugePagesTrimChunk(g_chunk_next);
-  if (rest != 0 && munmap(reinterpret_cast<void*>(g_chunk_next), rest) == 0) {
+  if (rest == 0) return;
+  HugePagesTrimChunk(g_chunk_next);
+  if (munmap(reinterpret_cast<void*>(g_chunk_next), rest) == 0) {
     g_reserved.fetch_sub(rest, std::memory_order_relaxed);
     g_unmapped.fetch_add(rest, std::memory_order_relaxed);
     g_chunk_end = g_chunk_next;
