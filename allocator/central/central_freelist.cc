@@ -105,7 +105,9 @@ int CentralFreeList::RemoveRangeFor(int home, void** out, int n) {
       // Do not hold this class's lock across the page heap (it may grow the
       // heap or madvise), so other threads can keep freeing into the list.
       lock_.Unlock();
-      Span* fresh = heap_->New(pages_per_span_, cls_);
+      // A home's fresh span goes next to the CPU's previous ones (page_heap.h,
+      // "Locality").
+      Span* fresh = heap_->New(pages_per_span_, cls_, 1, home == kNoHome ? kNoLocality : home);
       lock_.Lock();
       if (fresh == nullptr) {
         // Out of pages: a malloc must not fail while another CPU's home span

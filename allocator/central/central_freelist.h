@@ -38,7 +38,7 @@
 
 namespace rseqmalloc::internal {
 
-inline constexpr int kHomes = 64;
+inline constexpr int kHomes = kLocalitySlots;
 inline constexpr size_t kHomeMaxObjectBytes = 1024;
 
 struct CentralFreeListStats {

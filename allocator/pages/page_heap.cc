@@ -20,8 +20,9 @@ size_t GrowPages() {
 
 }  // namespace
 
-Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
+Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot) {
   if (n == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0) return nullptr;
+  if (slot < kNoLocality || slot >= kLocalitySlots || align_pages > 1) slot = kNoLocality;
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
   size_t need = align_pages > 1 ? n + align_pages - 1 : n;
   bool released_for_growth = false;
@@ -31,7 +32,7 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
     bool no_fit = false;
     PendingWork work;
     lock_.Lock();
-    Span* span = TryNewLocked(n, cls, align_pages, &no_fit);
+    Span* span = TryNewLocked(n, cls, align_pages, slot, &no_fit);
     // Free resident pages up to what is in use are the reuse pool; only
     // beyond that does growth give old long runs back first.
     bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
@@ -66,14 +67,17 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages) {
 // posix_memalign(1 GiB) + free leaves its freed page between two pieces of
 // another state, and asking for a fresh GiB each time mapped 1 GiB per
 // iteration.
-Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* no_fit) {
+Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot,
+                             bool* no_fit) {
   uintptr_t first = 0;
   Span* span = align_pages > 1 ? FindFreeAligned(n, align_pages, &first) : FindFree(n);
+  if (span != nullptr && align_pages == 1) first = span->first_page;
+  if (slot != kNoLocality) span = PlaceForSlot(slot, n, span, &first);
   if (span == nullptr) {
     *no_fit = true;
     return nullptr;
   }
-  if (align_pages > 1) {
+  if (align_pages > 1 || first != span->first_page) {
     span = Carve(span, span->num_pages);
     if (span == nullptr || !TrimTo(span, first, n)) return nullptr;
   } else {
@@ -81,6 +85,8 @@ Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* n
     if (span == nullptr) return nullptr;
   }
   Register(span, cls);
+  span->placed_for = slot == kNoLocality ? kNoHome : static_cast<uint8_t>(slot);
+  if (slot != kNoLocality) local_next_[slot] = span->first_page + n;
   return span;
 }
 

@@ -53,6 +53,20 @@
 //     (UnmapFree, which holds the lock across munmap: a rare path) and
 //     tries again. Only then is heap memory ever unmapped.
 //
+// Locality (page_heap_locality.cc): the spans each CPU carves small objects
+// from (CentralFreeList's home spans) are placed by CPU slot. Such a span
+// goes where any span would (best fit), unless that touches a span another
+// slot is carving next to (its latest span is within kLocalityPages): then
+// right after the slot's own previous span while those pages are free, else
+// at the start of an aligned, wholly free window of kLocalityPages (64
+// KiB), else at the best fit after all (no growth for a window's sake). So
+// pages that two CPUs write at the same time are not neighbours: taking
+// fresh pages in turn, two CPUs got alternate pages, and two threads each
+// cycling through 10,000 blocks of 64 B ran at 0.6x of their speed alone
+// (the hardware prefetchers and the coherence of neighbouring lines tie
+// their caches together; docs/design.md, "Each CPU's spans together").
+// A program with one CPU slot at work sees no change.
+//
 // Large spans change length in place (ResizeLarge, for realloc): growth
 // takes the free pages after the span, shrinking frees its tail.
 //
@@ -81,6 +95,10 @@ inline constexpr size_t kDefaultFreeCapBytes = size_t{1} << 30;
 inline constexpr uint64_t kDefaultReleaseDelayNs = 5'000'000'000;
 inline constexpr uint64_t kLateReleaseNs = 1'000'000'000;
 inline constexpr uint64_t kNoDeadline = UINT64_MAX;
+// Placement by CPU slot (Locality, above).
+inline constexpr int kLocalitySlots = 64;
+inline constexpr int kNoLocality = -1;
+inline constexpr size_t kLocalityPages = 8;
 
 struct PageHeapStats {
   uint64_t total_bytes;           // obtained from the system, still mapped
@@ -128,7 +146,9 @@ class PageHeap {
   // (every page gets the span and class), or a large allocation when
   // cls == kLargeClass (first and last page get the span; the first page's
   // class byte is kLargeClass). nullptr when out of memory or n is absurd.
-  Span* New(size_t n, uint32_t cls, size_t align_pages = 1);
+  // slot (0 <= slot < kLocalitySlots, with align_pages 1): place the span
+  // by that CPU slot's previous ones (Locality, above).
+  Span* New(size_t n, uint32_t cls, size_t align_pages = 1, int slot = kNoLocality);
 
   // Returns an in-use span of this heap; coalesces and applies the cap.
   void Delete(Span* span);
@@ -196,7 +216,12 @@ class PageHeap {
     Cause cause;
   };
   uint64_t Now() const;
-  Span* TryNewLocked(size_t n, uint32_t cls, size_t align_pages, bool* no_fit);
+  Span* TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot, bool* no_fit);
+  Span* PlaceForSlot(int slot, size_t n, Span* best_fit, uintptr_t* first);
+  bool TouchesAnotherSlot(uintptr_t first, size_t n, int slot) const;
+  bool CarvingNear(const Span* span) const;
+  Span* FreeSpanAt(uintptr_t page, size_t n) const;
+  Span* FindWindow();
   bool GrowUnlocked(size_t n);
   bool WantsSweepLocked(uint64_t now) const;
   ReleaseGoal SweepGoalLocked(uint64_t now) const;
@@ -265,6 +290,7 @@ class PageHeap {
   uint64_t free_spans_ = 0;
   uint64_t released_bytes_[4] = {};  // by Cause
   uint64_t unmapped_pages_ = 0;      // by UnmapFree, since the start
+  uintptr_t local_next_[kLocalitySlots] = {};  // page after each slot's last span
 };
 
 }  // namespace rseqmalloc::internal

@@ -42,6 +42,15 @@ void ExpectRoundTrip(PageMap& map, uintptr_t first, int n) {
   for (int i = 0; i < n; ++i) map.SetClass(first + i, 0);
 }
 
+// free()'s first loads have a fixed place in their page, away from where
+// slabs put their first objects (pagemap.h says what the linker's choice
+// cost once).
+TEST(PageMap, FreesFirstLoadsSitAtTheirPlaceInThePage) {
+  for (const PageMap* map : {&g_pagemap, &g_map, &g_leaves_map}) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(map->hot_fields()) % 4096, kPageMapHotPageOffset);
+  }
+}
+
 TEST(PageMap, UnknownAddressesReadAsEmpty) {
   for (uintptr_t a : kUnknownAddresses) {
     EXPECT_EQ(g_map.ClassOfAddress(a), 0u) << a;

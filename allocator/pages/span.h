@@ -47,6 +47,7 @@ struct Span {
   bool was_returned;  // in use: its pages came from the OS-returned state
   bool on_list;       // linked in a central free list's nonempty list
   uint8_t home;       // the CPU slot it is the carving span of, or kNoHome
+  uint8_t placed_for;  // the CPU slot the page heap placed it for, or kNoHome
 
   uintptr_t start_address() const { return first_page << kPageShift; }
   void* start() const { return reinterpret_cast<void*>(start_address()); }
