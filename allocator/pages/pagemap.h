@@ -165,7 +165,7 @@ class alignas(4096) PageMap {
     return *i < pages;
   }
 
-  char before_hot_fields_[kPageMapHotPageOffset] = {};  // never touched
+  [[maybe_unused]] char before_hot_fields_[kPageMapHotPageOffset] = {};  // never touched
   // Published in this order: flat_classes_ and flat_first_page_, then
   // flat_pages_ (release; readers load it first, with acquire); 0 pages
   // until the flat array exists, and for ever without one.
