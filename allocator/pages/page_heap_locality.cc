@@ -65,21 +65,11 @@ Span* PageHeap::FreeSpanAt(uintptr_t page, size_t n) const {
 
 // The best-fitting free run that surely holds an aligned window of
 // kLocalityPages (a window no slot has a page in, being wholly free):
-// 2 * kLocalityPages - 1 pages hold one wherever they start, so the first
-// such length with a span is the best fit and no list is walked. Shorter
-// runs that happen to hold one are left alone: walking every 8-page hole
-// for each window would cost more than the window saves.
-Span* PageHeap::FindWindow() {
-  constexpr size_t kAlwaysHolds = 2 * kLocalityPages - 1;
-  for (size_t len = kAlwaysHolds; len <= kMaxPages; ++len) {
-    if (!backed_[len].empty()) return backed_[len].first();
-    if (!returned_[len].empty()) return returned_[len].first();
-  }
-  Span* backed = BestLongFit(&long_backed_, kAlwaysHolds);
-  Span* returned = BestLongFit(&long_returned_, kAlwaysHolds);
-  if (backed == nullptr) return returned;
-  if (returned != nullptr && returned->num_pages < backed->num_pages) return returned;
-  return backed;
-}
+// 2 * kLocalityPages - 1 pages hold one wherever they start, so it is
+// FindFree's best fit for that length, and no exact-length list is walked
+// (the long runs are searched as FindFree always does). Shorter runs
+// that happen to hold one are left alone: walking every 8-page hole for
+// each window would cost more than the window saves.
+Span* PageHeap::FindWindow() { return FindFree(2 * kLocalityPages - 1); }
 
 }  // namespace rseqmalloc::internal
