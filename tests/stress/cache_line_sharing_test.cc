@@ -6,15 +6,11 @@
 // turns on the same slab; the central free list's per-CPU home spans
 // (allocator/central/central_freelist.h) keep them apart.
 #include <malloc.h>
-#include <pthread.h>
-#include <sched.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -28,27 +24,6 @@ namespace {
 
 constexpr uintptr_t kLine = 64;
 constexpr int kBlocksPerThread = 600;
-
-// Runs fn(0) and fn(1) on two threads and waits for both. pthreads, not
-// std::thread: std::thread allocates its state on this thread and the new
-// thread frees it, a cross-thread hand-off of the very kind the test must
-// keep out of its classes.
-template <typename Fn>
-void OnTwoThreads(Fn& fn) {
-  struct Arg {
-    Fn* fn;
-    int me;
-  };
-  auto body = [](void* p) -> void* {
-    Arg* arg = static_cast<Arg*>(p);
-    (*arg->fn)(arg->me);
-    return nullptr;
-  };
-  Arg args[2] = {{&fn, 0}, {&fn, 1}};
-  pthread_t threads[2];
-  for (int i = 0; i < 2; ++i) ASSERT_EQ(pthread_create(&threads[i], nullptr, body, &args[i]), 0);
-  for (pthread_t t : threads) pthread_join(t, nullptr);
-}
 
 // Lines the cache mode may leave shared: none in cpu, thread and none modes.
 // In cid mode a cache id is not a CPU: the kernel hands a thread's id on
@@ -80,18 +55,7 @@ TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
   // legitimate cross-thread hand-off, not what this test looks at. The trim
   // sends them back to their slabs.
   malloc_trim(0);
-  std::atomic<int> turn{0};  // whose allocation is next: turn % 2
-  auto run = [&](int me) {
-    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
-    for (int i = 0; i < kBlocksPerThread; ++i) {
-      while (turn.load(std::memory_order_acquire) % 2 != me) sched_yield();
-      void* p = malloc(size);
-      if (p != nullptr) Escape(p);
-      blocks[me].push_back(p);
-      turn.fetch_add(1, std::memory_order_release);
-    }
-  };
-  OnTwoThreads(run);
+  ASSERT_TRUE(AllocateInTurnOnTwoCpus(cpus, size, kBlocksPerThread, blocks));
 
   // Every line a block touches, sorted: one big block, no small ones of the
   // test's own to mix with the threads' (a hash map's nodes would be).
@@ -130,11 +94,7 @@ TEST_P(CacheLineSharingTest, ThreadsOnTwoCpusGetNoCommonLine) {
   // Each thread frees its own, on its CPU: blocks freed by another thread
   // legitimately mix, and would reach the next size's run through the
   // caches if two sizes shared a class.
-  auto free_mine = [&](int me) {
-    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
-    for (void* p : blocks[me]) free(p);
-  };
-  OnTwoThreads(free_mine);
+  ASSERT_TRUE(FreeEachOnItsCpu(cpus, blocks));
 }
 
 // Sizes below a line and sizes that straddle lines (none a multiple of 64),

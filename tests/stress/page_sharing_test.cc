@@ -11,45 +11,21 @@
 // Unlike cache_line_sharing_test (lines shared by the first blocks), this
 // looks at the thousands of blocks a batch needs: many fresh slabs each.
 #include <malloc.h>
-#include <pthread.h>
-#include <sched.h>
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/util/test_util.h"
-#ifndef RSEQMALLOC_TEST_GLIBC
-#include "allocator/api/rseqmalloc.h"
-#endif
 
 namespace rseqmalloc_test {
 namespace {
 
 constexpr uintptr_t kPage = 8 << 10;
 constexpr int kBlocksPerThread = 4096;
-
-template <typename Fn>
-void OnTwoThreads(Fn& fn) {
-  struct Arg {
-    Fn* fn;
-    int me;
-  };
-  auto body = [](void* p) -> void* {
-    Arg* arg = static_cast<Arg*>(p);
-    (*arg->fn)(arg->me);
-    return nullptr;
-  };
-  Arg args[2] = {{&fn, 0}, {&fn, 1}};
-  pthread_t threads[2];
-  for (int i = 0; i < 2; ++i) ASSERT_EQ(pthread_create(&threads[i], nullptr, body, &args[i]), 0);
-  for (pthread_t t : threads) pthread_join(t, nullptr);
-}
 
 // Where the threads' blocks meet: pages both have blocks in, and pages
 // next to a page of the other thread. The page heap gives each CPU runs of
@@ -74,18 +50,7 @@ TEST_P(PageSharingTest, ThreadsOnTwoCpusGetPagesApart) {
   std::vector<void*> blocks[2];
   for (auto& b : blocks) b.reserve(kBlocksPerThread);
   malloc_trim(0);  // blocks the framework freed here go back to their slabs
-  std::atomic<int> turn{0};
-  auto run = [&](int me) {
-    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
-    for (int i = 0; i < kBlocksPerThread; ++i) {
-      while (turn.load(std::memory_order_acquire) % 2 != me) sched_yield();
-      void* p = malloc(size);
-      if (p != nullptr) Escape(p);
-      blocks[me].push_back(p);
-      turn.fetch_add(1, std::memory_order_release);
-    }
-  };
-  OnTwoThreads(run);
+  ASSERT_TRUE(AllocateInTurnOnTwoCpus(cpus, size, kBlocksPerThread, blocks));
 
   // The 8 KiB pages (the page heap's) that hold blocks, with the threads
   // whose blocks they hold (bit 0: thread 0, bit 1: thread 1).
@@ -117,11 +82,7 @@ TEST_P(PageSharingTest, ThreadsOnTwoCpusGetPagesApart) {
   EXPECT_LE(shared + borders, AllowedMeetings(owners.size()))
       << shared << " pages hold blocks of both threads and " << borders << " of "
       << owners.size() << " pages border a page of the other thread";
-  auto free_mine = [&](int me) {
-    ASSERT_TRUE(PinCallingThreadTo(cpus[me]));
-    for (void* p : blocks[me]) free(p);
-  };
-  OnTwoThreads(free_mine);
+  ASSERT_TRUE(FreeEachOnItsCpu(cpus, blocks));
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, PageSharingTest, ::testing::Values(64, 256));

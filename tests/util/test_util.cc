@@ -1,6 +1,7 @@
 #include "tests/util/test_util.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/auxv.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -165,6 +167,62 @@ bool PinCallingThreadTo(int cpu) {
   CPU_ZERO(&one);
   CPU_SET(cpu, &one);
   return sched_setaffinity(0, sizeof one, &one) == 0;
+}
+
+namespace {
+
+// Runs body(0) and body(1) on two threads and waits for both; false when
+// either could not start or returned false.
+template <typename Body>
+bool OnTwoThreads(Body& body) {
+  struct Arg {
+    Body* body;
+    int me;
+    bool ok;
+  };
+  Arg args[2] = {{&body, 0, false}, {&body, 1, false}};
+  auto run = [](void* p) -> void* {
+    Arg* arg = static_cast<Arg*>(p);
+    arg->ok = (*arg->body)(arg->me);
+    return nullptr;
+  };
+  pthread_t threads[2];
+  int started = 0;
+  for (; started < 2; ++started) {
+    if (pthread_create(&threads[started], nullptr, run, &args[started]) != 0) break;
+  }
+  for (int i = 0; i < started; ++i) pthread_join(threads[i], nullptr);
+  return started == 2 && args[0].ok && args[1].ok;
+}
+
+}  // namespace
+
+bool AllocateInTurnOnTwoCpus(const int cpus[2], size_t size, int n,
+                             std::vector<void*> blocks[2]) {
+  std::atomic<int> turn{0};  // whose allocation is next: turn % 2
+  auto body = [&](int me) {
+    // A thread that cannot be pinned still takes its turns, or the other
+    // would wait for ever.
+    bool pinned = PinCallingThreadTo(cpus[me]);
+    for (int i = 0; i < n; ++i) {
+      while (turn.load(std::memory_order_acquire) % 2 != me) sched_yield();
+      void* p = malloc(size);
+      if (p != nullptr) Escape(p);
+      blocks[me].push_back(p);
+      turn.fetch_add(1, std::memory_order_release);
+    }
+    return pinned;
+  };
+  return OnTwoThreads(body);
+}
+
+bool FreeEachOnItsCpu(const int cpus[2], const std::vector<void*> blocks[2]) {
+  auto body = [&](int me) {
+    bool pinned = PinCallingThreadTo(cpus[me]);
+    for (void* p : blocks[me]) free(p);
+    return pinned;
+  };
+  return OnTwoThreads(body);
 }
 
 void* MapSharedBytes(size_t bytes) {

@@ -91,6 +91,18 @@ int AllowedCpus(int* out, int max);
 // returning); false when refused.
 bool PinCallingThreadTo(int cpu);
 
+// Two threads, pinned to cpus[0] and cpus[1], allocate n blocks of `size`
+// each in strict alternation (thread 0 first) onto blocks[0] and blocks[1],
+// which must have room for them (reserve first: the threads must allocate
+// nothing else). pthreads,
+// not std::thread: std::thread allocates its state on this thread and the
+// new thread frees it, a cross-thread hand-off of the very kind the callers
+// keep out of their classes. False when a thread could not start or be
+// pinned.
+bool AllocateInTurnOnTwoCpus(const int cpus[2], size_t size, int n, std::vector<void*> blocks[2]);
+// Each of two threads pinned as above frees its own blocks on its CPU.
+bool FreeEachOnItsCpu(const int cpus[2], const std::vector<void*> blocks[2]);
+
 // A T in a MAP_SHARED anonymous mapping, value-initialised: the scenario
 // process a test forks writes it, the test reads it after the fork (a
 // fork's copy-on-write memory would not show the child's writes). nullptr
