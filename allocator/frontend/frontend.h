@@ -36,6 +36,7 @@
 #include "allocator/frontend/lifecycle.h"
 #include "allocator/frontend/cpu_cache.h"
 #include "allocator/frontend/thread_cache.h"
+#include "allocator/base/hidden.h"
 #include "allocator/base/size_classes.h"
 
 namespace rseqmalloc::internal {
@@ -118,7 +119,7 @@ void* AllocateAligned(size_t size, size_t align) noexcept;
 // 0, which no id ever has capacity for, so that every sized free goes to
 // FreeSizedSlow and is checked against the pagemap there. Either way the
 // fast path has no test of the mode.
-extern const uint8_t* g_sized_free_classes;
+extern RSEQMALLOC_HIDDEN const uint8_t* g_sized_free_classes;
 [[gnu::noinline, gnu::cold]] void FreeSizedSlow(void* p, size_t size, size_t align) noexcept;
 
 [[gnu::always_inline]] inline void FreeSized(void* p, size_t size) {

@@ -16,8 +16,8 @@ uint32_t PageMap::ClassInLeaf(uintptr_t page) const {
   // made after the window is decided, and this load comes after the
   // leaf's: it sees the window.
   uintptr_t i;
-  if (InWindow(page, __atomic_load_n(&flat_pages_, __ATOMIC_ACQUIRE), &i)) {
-    return __atomic_load_n(&flat_classes_[i], __ATOMIC_RELAXED);
+  if (InWindow(page, __atomic_load_n(&flat_.pages, __ATOMIC_ACQUIRE), &i)) {
+    return __atomic_load_n(&flat_.classes[i], __ATOMIC_RELAXED);
   }
   return __atomic_load_n(&leaf->classes[page & (kLeafLength - 1)], __ATOMIC_RELAXED);
 }
@@ -37,9 +37,9 @@ void PageMap::ChooseClassBytes() {
       first &= ~(uintptr_t{kLeafLength} - 1);
       uintptr_t user_pages = uintptr_t{1} << (47 - kPageShift);
       if (first + kFlatClassPages > user_pages) first = user_pages - kFlatClassPages;
-      flat_classes_ = static_cast<uint8_t*>(flat);
-      flat_first_page_ = first;
-      __atomic_store_n(&flat_pages_, kFlatClassPages, __ATOMIC_RELEASE);
+      flat_.classes = static_cast<uint8_t*>(flat);
+      flat_.first_page = first;
+      __atomic_store_n(&flat_.pages, kFlatClassPages, __ATOMIC_RELEASE);
     }
     class_bytes_state_.store(2, std::memory_order_release);
     return;
@@ -58,10 +58,10 @@ bool PageMap::Ensure(uintptr_t first_page, size_t n) {
     // A leaf the flat array covers never uses its class bytes: they stay
     // unmapped (the window is made of whole leaves).
     uintptr_t at;
-    bool flat = InWindow(i << kLeafBits, flat_pages_, &at);
+    bool flat = InWindow(i << kLeafBits, flat_.pages, &at);
     // The flat array's part for this leaf becomes writable first (racing
     // callers both do it; it is idempotent): SetClass may follow at once.
-    if (flat && !SystemMakeWritable(flat_classes_ + at, kLeafLength)) return false;
+    if (flat && !SystemMakeWritable(flat_.classes + at, kLeafLength)) return false;
     size_t bytes = flat ? offsetof(Leaf, classes) : sizeof(Leaf);
     void* mem = SystemMapMetadata(bytes);
     if (mem == nullptr) return false;
