@@ -13,6 +13,11 @@ namespace {
 // list lock is dropped; more than this many are handed over with it held.
 constexpr int kMaxDeferredSpans = 16;
 
+// The OS page, the unit of madvise (x86-64's base page: the only target).
+constexpr uintptr_t kOsPage = 4096;
+uintptr_t OsPageUp(uintptr_t a) { return (a + kOsPage - 1) & ~(kOsPage - 1); }
+uintptr_t OsPageDown(uintptr_t a) { return a & ~(kOsPage - 1); }
+
 }  // namespace
 
 void CentralFreeList::Init(uint32_t cls, PageHeap* heap) {
@@ -99,6 +104,7 @@ int CentralFreeList::RemoveRangeFor(int home, void** out, int n) {
   if (!uses_homes_) home = kNoHome;
   int got = 0;
   lock_.Lock();
+  __atomic_store_n(&activity_, activity_ + 1, __ATOMIC_RELAXED);
   while (got < n) {
     Span* span = home == kNoHome ? nonempty_.first() : HomeSpan(home);
     if (span == nullptr) {
@@ -165,9 +171,40 @@ void CentralFreeList::InsertRange(void* const* items, int n) {
   Span* to_free[kMaxDeferredSpans];
   int num_to_free = 0;
   lock_.Lock();
+  __atomic_store_n(&activity_, activity_ + 1, __ATOMIC_RELAXED);
   for (int i = 0; i < n; ++i) Release(items[i], to_free, &num_to_free);
   lock_.Unlock();
   for (int i = 0; i < num_to_free; ++i) heap_->Delete(to_free[i]);
+}
+
+bool CentralFreeList::HasInnerPages() const { return object_size_ >= kOsPage + sizeof(void*); }
+
+// Safe under the lock: a free object in a slab's list belongs to this list
+// alone, and nobody reads it but PopFrom, which reads only its link. The
+// pages read as zero once released and are faulted in again by the first
+// write of whoever gets the object next; a slab that empties later goes to
+// the page heap as it is (its later release finds those pages gone).
+bool CentralFreeList::ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t* released) {
+  SpinLockHolder hold(&lock_);
+  if (activity_ != seen_activity) return false;
+  auto release = [released](uintptr_t from, uintptr_t to) {
+    uintptr_t begin = OsPageUp(from), end = OsPageDown(to);
+    if (begin < end && SystemRelease(reinterpret_cast<void*>(begin), end - begin)) {
+      *released += end - begin;
+    }
+  };
+  // Classes this big have no homes (kHomeMaxObjectBytes): every slab with
+  // a free object is on the nonempty list.
+  for (Span* span = nonempty_.first(); span != nullptr; span = span->next) {
+    for (void* obj = span->freelist; obj != nullptr; obj = *static_cast<void**>(obj)) {
+      uintptr_t a = reinterpret_cast<uintptr_t>(obj);
+      release(a + sizeof(void*), a + object_size_);
+    }
+    release(span->start_address() + uintptr_t{span->carved} * object_size_,
+            span->start_address() + uintptr_t{pages_per_span_} * kPageSize);
+  }
+  __atomic_store_n(&released_at_activity_, activity_, __ATOMIC_RELAXED);
+  return true;
 }
 
 void CentralFreeList::GetStats(CentralFreeListStats* out) {

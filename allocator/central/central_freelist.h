@@ -67,6 +67,24 @@ class alignas(64) CentralFreeList {
   // Returns objects of this class (each must have come from RemoveRange).
   void InsertRange(void* const* items, int n);
 
+  // Whether this class's objects are big enough to hold a whole OS page
+  // past their first bytes (where a free object keeps its link).
+  bool HasInnerPages() const;
+  // Bumped by every RemoveRange and InsertRange: how the maintenance thread
+  // tells that the list has been idle.
+  uint64_t activity() const { return __atomic_load_n(&activity_, __ATOMIC_RELAXED); }
+  // Whether the inner pages were released with activity() at `activity`.
+  bool ReleasedAt(uint64_t activity) const {
+    return __atomic_load_n(&released_at_activity_, __ATOMIC_RELAXED) == activity;
+  }
+  // Gives the OS back every whole OS page inside the free objects of this
+  // class's partly used slabs, past each object's link, and the pages of
+  // their never-carved tails; adds the bytes to *released. Does nothing
+  // and returns false when the list has had a batch since activity() read
+  // `seen_activity`. Holds the lock across the madvise calls: only for
+  // lists idle for the release delay (central_heap.h).
+  bool ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t* released);
+
   void GetStats(CentralFreeListStats* out);
   void GetStatsLocked(CentralFreeListStats* out) const;
 
@@ -94,6 +112,8 @@ class alignas(64) CentralFreeList {
   Span* home_[kHomes] = {};
   uint64_t spans_ = 0;
   uint64_t free_objects_ = 0;
+  uint64_t activity_ = 0;              // written under the lock
+  uint64_t released_at_activity_ = 0;  // written under the lock
 };
 
 }  // namespace rseqmalloc::internal

@@ -117,6 +117,101 @@ TEST(CentralFreeList, ReturnedObjectsAreReusedBeforeCarving) {
 
 Span* SpanOf(void* p) { return g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift); }
 
+// Bytes of the whole 4 KiB pages in [from, to).
+size_t InnerBytes(uintptr_t from, uintptr_t to) {
+  uintptr_t begin = (from + 4095) & ~uintptr_t{4095}, end = to & ~uintptr_t{4095};
+  return begin < end ? end - begin : 0;
+}
+
+class ReleaseInsideTest : public ::testing::TestWithParam<uint32_t> {};
+
+// Slabs of objects bigger than a page, each with some objects live: the
+// pages inside the free ones (past each link) go back to the OS, the live
+// ones and every link stay, and the free objects all come back, once each.
+TEST_P(ReleaseInsideTest, FreeObjectsGiveBackTheirInnerPagesOnly) {
+  uint32_t cls = GetParam();
+  size_t size = ClassToSize(cls);
+  static CentralFreeList lists[kNumClasses];
+  CentralFreeList& list = lists[cls];
+  list.Init(cls, &g_heap);
+  ASSERT_TRUE(list.HasInnerPages());
+  size_t per_span = ClassToPages(cls) * kPageSize / size;
+  ASSERT_GE(per_span, 2u);
+  int n = static_cast<int>(per_span * 3);
+  std::vector<void*> objs(n);
+  ASSERT_EQ(list.RemoveRange(objs.data(), n), n);
+  for (void* p : objs) memset(p, 0x5a, size);
+  // One object of each slab stays live, so that no slab empties.
+  std::vector<void*> live, freed;
+  std::set<Span*> spans;
+  for (void* p : objs) (spans.insert(SpanOf(p)).second ? live : freed).push_back(p);
+  ASSERT_EQ(spans.size(), 3u);
+  list.InsertRange(freed.data(), static_cast<int>(freed.size()));
+
+  size_t expected = 0;
+  for (void* p : freed) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    expected += InnerBytes(a + sizeof(void*), a + size);
+  }
+  for (Span* span : spans) {  // carved whole: only the tail after the last object
+    expected += InnerBytes(span->start_address() + per_span * size,
+                           span->start_address() + span->bytes());
+  }
+  ASSERT_GT(expected, 0u);
+
+  uint64_t stale = list.activity() - 1;
+  uint64_t released = 0;
+  EXPECT_FALSE(list.ReleaseInsideFreeObjects(stale, &released));
+  EXPECT_EQ(released, 0u);
+  EXPECT_FALSE(list.ReleasedAt(list.activity()));
+  ASSERT_TRUE(list.ReleaseInsideFreeObjects(list.activity(), &released));
+  EXPECT_EQ(released, expected);
+  EXPECT_TRUE(list.ReleasedAt(list.activity()));
+
+  for (void* p : freed) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    uintptr_t begin = (a + sizeof(void*) + 4095) & ~uintptr_t{4095};
+    if (begin + 4096 <= a + size) {
+      EXPECT_EQ(ResidentBytes(reinterpret_cast<void*>(begin), 4096), 0u) << p;
+      EXPECT_EQ(*reinterpret_cast<const char*>(begin), 0) << p;  // reads as zero
+    }
+  }
+  for (void* p : live) {
+    const unsigned char* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < size; i += 512) ASSERT_EQ(b[i], 0x5a) << p;
+    ASSERT_EQ(b[size - 1], 0x5a) << p;
+  }
+
+  // Every free object comes back once (the links survived), and is usable.
+  std::vector<void*> again(freed.size());
+  ASSERT_EQ(list.RemoveRange(again.data(), static_cast<int>(again.size())),
+            static_cast<int>(again.size()));
+  EXPECT_EQ(std::set<void*>(again.begin(), again.end()),
+            std::set<void*>(freed.begin(), freed.end()));
+  for (void* p : again) memset(p, 0x33, size);
+  EXPECT_FALSE(list.ReleasedAt(list.activity()));  // the batches count as activity
+  list.InsertRange(again.data(), static_cast<int>(again.size()));
+  list.InsertRange(live.data(), static_cast<int>(live.size()));
+  CentralFreeListStats st;
+  list.GetStats(&st);
+  EXPECT_EQ(st.spans, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Classes, ReleaseInsideTest,
+                         ::testing::Values(SizeToClass(6656), SizeToClass(10240),
+                                           SizeToClass(8192), SizeToClass(20480)));
+
+// Objects up to a page (plus a link) hold no whole page past their link.
+TEST(CentralFreeList, SmallClassesHaveNoInnerPages) {
+  static CentralFreeList small, page, bigger;
+  small.Init(SizeToClass(1024), &g_heap);
+  page.Init(SizeToClass(4096), &g_heap);
+  bigger.Init(SizeToClass(4097), &g_heap);
+  EXPECT_FALSE(small.HasInnerPages());
+  EXPECT_FALSE(page.HasInnerPages());
+  EXPECT_TRUE(bigger.HasInnerPages());
+}
+
 // Two CPUs refilling one small class in turn, one object at a time, carve
 // two spans, not one span in alternation (false sharing).
 TEST(CentralFreeListHomes, TwoHomesTakingTurnsCarveTwoSpans) {

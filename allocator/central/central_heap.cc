@@ -277,6 +277,39 @@ uint64_t ReturnIdleTransferObjects() {
   return ReturnIdleTransferObjectsIfDue();
 }
 
+namespace {
+
+// What ReleaseInsideIdleFreeObjects last saw of each list: its activity,
+// and since when (only the maintenance thread calls it).
+struct IdleWatch {
+  uint64_t activity;
+  uint64_t since_ns;
+};
+constinit IdleWatch g_idle_watch[kNumClasses] = {};
+
+}  // namespace
+
+uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
+  InitCentralHeap();
+  uint64_t delay = g_page_heap.release_delay();
+  uint64_t next = UINT64_MAX;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    CentralFreeList& list = g_central[cls];
+    if (!list.HasInnerPages()) continue;
+    uint64_t activity = list.activity();
+    IdleWatch& watch = g_idle_watch[cls];
+    if (activity != watch.activity) watch = {activity, now};
+    if (list.ReleasedAt(activity)) continue;
+    uint64_t due = watch.since_ns + delay;
+    if (now < due) {
+      next = next < due ? next : due;
+    } else if (!list.ReleaseInsideFreeObjects(activity, released)) {
+      if (now + delay < next) next = now + delay;  // a batch came meanwhile
+    }
+  }
+  return next;
+}
+
 void GetCentralStats(CentralStats* out) {
   InitCentralHeap();
   memset(out, 0, sizeof(*out));

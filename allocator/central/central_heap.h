@@ -156,6 +156,16 @@ uint64_t TransferCacheObjects();
 inline constexpr uint64_t kIdleReturnPeriodNs = 1'000'000'000;
 uint64_t ReturnIdleTransferObjects();
 
+// For the maintenance thread, at `now`: the classes of objects bigger than
+// an OS page give back the pages inside their free objects
+// (CentralFreeList::ReleaseInsideFreeObjects) once their central list has
+// had no batch for the page heap's release delay, counted from the first
+// call that saw its last change. A slab with one live object otherwise
+// keeps all its free objects resident for as long as that object lives.
+// Adds the bytes to *released; returns when to call again (UINT64_MAX:
+// every such list is released as it stands, or unused).
+uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released);
+
 
 // pthread_atfork handlers: prepare takes every central lock in the order
 // above; parent and child both release them, the child after taking back

@@ -54,6 +54,7 @@ std::atomic<uint64_t> g_wakeups{0};
 std::atomic<uint64_t> g_passes{0};
 std::atomic<uint64_t> g_released{0};
 std::atomic<uint64_t> g_transfer_returned{0};
+std::atomic<uint64_t> g_inside_released{0};  // part of g_released
 std::atomic<uint64_t> g_ids_drained{0};
 
 // Sleeps until the word changes or, unless `until` is UINT64_MAX, until that
@@ -116,7 +117,11 @@ void* Main(void*) {
     }
     uint64_t released = 0;
     uint64_t wake = WakeTimeFor(ReleaseExpiredPages(&released));
-    g_released.fetch_add(released, std::memory_order_relaxed);
+    uint64_t inside = 0;
+    uint64_t inside_wake = ReleaseInsideIdleFreeObjects(now, &inside);
+    if (inside_wake < wake) wake = inside_wake;
+    g_inside_released.fetch_add(inside, std::memory_order_relaxed);
+    g_released.fetch_add(released + inside, std::memory_order_relaxed);
     // Passes only while caches hold something to give back.
     if (caches_hold && next_pass < wake) wake = next_pass;
 
@@ -260,6 +265,7 @@ MaintenanceStats GetMaintenanceStats() {
   s.wakeups = g_wakeups.load(std::memory_order_relaxed);
   s.passes = g_passes.load(std::memory_order_relaxed);
   s.released_bytes = g_released.load(std::memory_order_relaxed);
+  s.inside_released_bytes = g_inside_released.load(std::memory_order_relaxed);
   s.transfer_objects_returned = g_transfer_returned.load(std::memory_order_relaxed);
   s.ids_drained = g_ids_drained.load(std::memory_order_relaxed);
   return s;
