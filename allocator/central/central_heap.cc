@@ -286,6 +286,10 @@ struct IdleWatch {
   uint64_t since_ns;
 };
 constinit IdleWatch g_idle_watch[kNumClasses] = {};
+// A list that had a batch while it was being looked at is looked at again
+// after the delay, and never sooner than this (with a delay of 0 the thread
+// would otherwise spin on a list in use).
+constexpr uint64_t kInsideRetryNs = 100'000'000;
 
 }  // namespace
 
@@ -304,7 +308,8 @@ uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
     if (now < due) {
       next = next < due ? next : due;
     } else if (!list.ReleaseInsideFreeObjects(activity, released)) {
-      if (now + delay < next) next = now + delay;  // a batch came meanwhile
+      uint64_t retry = now + (delay > kInsideRetryNs ? delay : kInsideRetryNs);
+      if (retry < next) next = retry;  // a batch came meanwhile
     }
   }
   return next;
