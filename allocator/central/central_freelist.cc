@@ -13,7 +13,11 @@ namespace {
 // list lock is dropped; more than this many are handed over with it held.
 constexpr int kMaxDeferredSpans = 16;
 
-// The OS page, the unit of madvise (x86-64's base page: the only target).
+// The OS page, the unit of madvise: x86-64's base page. On a kernel with
+// bigger pages madvise would round a range out over live neighbours.
+#if !defined(__x86_64__)
+#error "ReleaseInsideFreeObjects assumes 4 KiB OS pages"
+#endif
 constexpr uintptr_t kOsPage = 4096;
 uintptr_t OsPageUp(uintptr_t a) { return (a + kOsPage - 1) & ~(kOsPage - 1); }
 uintptr_t OsPageDown(uintptr_t a) { return a & ~(kOsPage - 1); }
@@ -196,8 +200,17 @@ bool CentralFreeList::ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t*
   // Classes this big have no homes (kHomeMaxObjectBytes): every slab with
   // a free object is on the nonempty list.
   for (Span* span = nonempty_.first(); span != nullptr; span = span->next) {
+    // The list holds carved - allocated objects, each at an object's start
+    // inside the span; a list that says otherwise was written through a
+    // freed pointer, and releasing what it points to could zero anything.
+    uintptr_t begin = span->start_address();
+    uintptr_t end = begin + uintptr_t{span->carved} * object_size_;
+    uint32_t left = span->carved - span->allocated;
     for (void* obj = span->freelist; obj != nullptr; obj = *static_cast<void**>(obj)) {
       uintptr_t a = reinterpret_cast<uintptr_t>(obj);
+      if (left-- == 0 || a < begin || a >= end || (a - begin) % object_size_ != 0) {
+        CrashWithPointer("free list corrupted (a write to a freed block?) at", obj);
+      }
       release(a + sizeof(void*), a + object_size_);
     }
     release(span->start_address() + uintptr_t{span->carved} * object_size_,

@@ -285,6 +285,24 @@ TEST(CentralFreeListHomes, LargeClassesShareSpans) {
   list.InsertRange(&b, 1);
 }
 
+// A free object's link overwritten through a freed pointer (here: made to
+// point at a live object) stops the release with a message, instead of
+// zeroing the pages of whatever the list now leads to.
+TEST(CentralFreeListDeathTest, ReleaseInsideCrashesOnACorruptedFreeList) {
+  static CentralFreeList list;
+  list.Init(SizeToClass(10240), &g_heap);
+  void* a[3];
+  ASSERT_EQ(list.RemoveRange(a, 3), 3);
+  ASSERT_EQ(SpanOf(a[0]), SpanOf(a[2]));
+  list.InsertRange(&a[1], 1);
+  *static_cast<void**>(a[1]) = a[2];
+  uint64_t released = 0;
+  EXPECT_DEATH(list.ReleaseInsideFreeObjects(list.activity(), &released), "free list corrupted");
+  *static_cast<void**>(a[1]) = nullptr;
+  list.InsertRange(a, 1);
+  list.InsertRange(&a[2], 1);
+}
+
 TEST(CentralFreeListDeathTest, ForeignObjectCrashesWithAMessage) {
   static CentralFreeList list;
   list.Init(SizeToClass(32), &g_heap);
