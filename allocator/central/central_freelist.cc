@@ -213,8 +213,7 @@ bool CentralFreeList::ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t*
       }
       release(a + sizeof(void*), a + object_size_);
     }
-    release(span->start_address() + uintptr_t{span->carved} * object_size_,
-            span->start_address() + uintptr_t{pages_per_span_} * kPageSize);
+    release(end, begin + uintptr_t{pages_per_span_} * kPageSize);  // the never-carved tail
   }
   __atomic_store_n(&released_at_activity_, activity_, __ATOMIC_RELAXED);
   return true;
