@@ -30,17 +30,23 @@ void CentralFreeList::Init(uint32_t cls, PageHeap* heap) {
   pages_per_span_ = ClassToPages(cls);
   objects_per_span_ = static_cast<uint32_t>((pages_per_span_ * kPageSize) / object_size_);
   uses_homes_ = object_size_ <= kHomeMaxObjectBytes;
+  os_pages_per_span_ = static_cast<uint32_t>(pages_per_span_ * kPageSize / kOsPage);
+  releases_free_pages_ = !HasInnerPages() && os_pages_per_span_ <= kMaxReleasablePages &&
+                         objects_per_span_ <= kMaxReleasableSlabObjects;
   heap_ = heap;
 }
 
 void* CentralFreeList::PopFrom(Span* span) {
   void* obj = span->freelist;
+  if (obj == nullptr && span->released_pages != 0) obj = TakeBackReleasedPage(span);
   if (obj != nullptr) {
     span->freelist = *static_cast<void**>(obj);
   } else {
     // Carve the next untouched object.
-    obj = reinterpret_cast<void*>(span->start_address() +
-                                  static_cast<uintptr_t>(span->carved) * object_size_);
+    uintptr_t offset = static_cast<uintptr_t>(span->carved) * object_size_;
+    obj = reinterpret_cast<void*>(span->start_address() + offset);
+    // A released page of the never-carved tail is in use again.
+    if (span->released_pages != 0) span->released_pages &= ~(1u << (offset / kOsPage));
     ++span->carved;
   }
   ++span->allocated;
@@ -50,6 +56,39 @@ void* CentralFreeList::PopFrom(Span* span) {
     span->on_list = false;
   }
   return obj;
+}
+
+// The objects that start in OS page `page` of a slab: [FirstObjectIn,
+// ObjectsEndIn), empty for a page of the slab's tail waste.
+uint32_t CentralFreeList::FirstObjectIn(unsigned page) const {
+  return static_cast<uint32_t>((page * kOsPage + object_size_ - 1) / object_size_);
+}
+
+uint32_t CentralFreeList::ObjectsEndIn(unsigned page) const {
+  uint32_t end = static_cast<uint32_t>(((page + 1) * kOsPage + object_size_ - 1) / object_size_);
+  return end < objects_per_span_ ? end : objects_per_span_;
+}
+
+// Puts the free objects of the lowest released page that had them back on
+// the span's list (whoever gets one faults the page in again) and returns
+// the new head; nullptr when only pages of the never-carved tail are
+// released (the caller carves). Caller holds the lock.
+void* CentralFreeList::TakeBackReleasedPage(Span* span) {
+  for (unsigned bits = span->released_pages; bits != 0; bits &= bits - 1) {
+    unsigned page = static_cast<unsigned>(__builtin_ctz(bits));
+    uint32_t first = FirstObjectIn(page), end = ObjectsEndIn(page);
+    // Pages are released with all their objects carved or none, and carving
+    // goes in address order: this page and every later one are the tail.
+    if (first >= span->carved) return nullptr;
+    span->released_pages &= static_cast<uint8_t>(~(1u << page));
+    for (uint32_t i = end; i-- > first;) {
+      void* obj = reinterpret_cast<void*>(span->start_address() + uintptr_t{i} * object_size_);
+      *static_cast<void**>(obj) = span->freelist;
+      span->freelist = obj;
+    }
+    return span->freelist;
+  }
+  return nullptr;
 }
 
 // A span off the nonempty list becomes the home of slot `home` / stops
@@ -150,6 +189,12 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
     CrashWithPointer("free(): invalid pointer (not the start of an object)", object);
   }
   if (object == span->freelist) CrashWithPointer("free(): double free", object);
+  // An object of a released page is free (off the list until the page is
+  // taken back): the same test catches any second free of it.
+  if (span->released_pages != 0 &&
+      (span->released_pages >> ((reinterpret_cast<uintptr_t>(object) - span->start_address()) / kOsPage) & 1)) {
+    CrashWithPointer("free(): double free", object);
+  }
   *static_cast<void**>(object) = span->freelist;
   span->freelist = object;
   --span->allocated;
@@ -183,37 +228,125 @@ void CentralFreeList::InsertRange(void* const* items, int n) {
 
 bool CentralFreeList::HasInnerPages() const { return object_size_ >= kOsPage + sizeof(void*); }
 
-// Safe under the lock: a free object in a slab's list belongs to this list
-// alone, and nobody reads it but PopFrom, which reads only its link. The
-// pages read as zero once released and are faulted in again by the first
-// write of whoever gets the object next; a slab that empties later goes to
-// the page heap as it is (its later release finds those pages gone).
+// Walks a span's free list, checking each link against the span: the list
+// holds at most carved - allocated objects, each at an object's start
+// inside the carved part. A list that says otherwise was written through a
+// freed pointer, and releasing what it points to could zero anything.
+template <typename Visit>
+void CentralFreeList::ForEachListed(const Span* span, Visit visit) const {
+  uintptr_t begin = span->start_address();
+  uintptr_t end = begin + uintptr_t{span->carved} * object_size_;
+  uint32_t left = span->carved - span->allocated;
+  for (void* obj = span->freelist; obj != nullptr; obj = *static_cast<void**>(obj)) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(obj);
+    if (left-- == 0 || a < begin || a >= end || (a - begin) % object_size_ != 0) {
+      CrashWithPointer("free list corrupted (a write to a freed block?) at", obj);
+    }
+    visit(a);
+  }
+}
+
+namespace {
+
+bool ReleaseCounted(uintptr_t begin, uintptr_t end, uint64_t* released) {
+  if (begin >= end || !SystemRelease(reinterpret_cast<void*>(begin), end - begin)) return false;
+  *released += end - begin;
+  return true;
+}
+
+}  // namespace
+
+// Objects of a page or more: the whole OS pages inside each free object,
+// past its link, and those of the never-carved tail. Safe under the lock: a
+// free object in a slab's list belongs to this list alone, and nobody reads
+// it but PopFrom, which reads only its link. The pages read as zero once
+// released and are faulted in again by the first write of whoever gets the
+// object next; a slab that empties later goes to the page heap as it is
+// (its later release finds those pages gone).
+void CentralFreeList::ReleaseInnerPages(Span* span, uint64_t* released) {
+  auto release = [released](uintptr_t from, uintptr_t to) {
+    ReleaseCounted(OsPageUp(from), OsPageDown(to), released);
+  };
+  ForEachListed(span, [&](uintptr_t a) { release(a + sizeof(void*), a + object_size_); });
+  uintptr_t begin = span->start_address();
+  release(begin + uintptr_t{span->carved} * object_size_,
+          begin + uintptr_t{pages_per_span_} * kPageSize);  // the never-carved tail
+}
+
+// Smaller objects: the OS pages that no live object touches. The free
+// objects that start in such a page are taken off the list first (the
+// release zeroes their links) and come back when the list runs dry
+// (TakeBackReleasedPage); Span::released_pages remembers which pages went.
+// A page where both carved and never-carved objects start is kept: carving
+// would hand out objects of a page whose free objects are parked.
+void CentralFreeList::ReleaseFreePages(Span* span, uint64_t* released) {
+  uintptr_t begin = span->start_address();
+  uint32_t carved = span->carved;
+  uint64_t free_bits[kMaxReleasableSlabObjects / 64] = {};
+  auto set = [&free_bits](uint32_t i) { free_bits[i / 64] |= uint64_t{1} << (i % 64); };
+  auto is_free = [&free_bits](uint32_t i) { return (free_bits[i / 64] >> (i % 64) & 1) != 0; };
+  ForEachListed(span, [&](uintptr_t a) {
+    uint32_t i = static_cast<uint32_t>((a - begin) / object_size_);
+    if (is_free(i)) CrashWithPointer("free list corrupted (a write to a freed block?) at",
+                                     reinterpret_cast<void*>(a));
+    set(i);
+  });
+  for (unsigned p = 0; p < os_pages_per_span_; ++p) {
+    if ((span->released_pages >> p & 1) == 0) continue;
+    for (uint32_t i = FirstObjectIn(p); i < ObjectsEndIn(p) && i < carved; ++i) set(i);
+  }
+  unsigned parked = 0, give = 0;
+  for (unsigned p = 0; p < os_pages_per_span_; ++p) {
+    if (span->released_pages >> p & 1) continue;
+    uint32_t first = FirstObjectIn(p), end = ObjectsEndIn(p);
+    if (first < carved && end > carved) continue;
+    // The carved objects touching the page, from the one over its first byte.
+    uint32_t lo = static_cast<uint32_t>(p * kOsPage / object_size_);
+    uint32_t hi = static_cast<uint32_t>(((p + 1) * kOsPage - 1) / object_size_ + 1);
+    if (hi > carved) hi = carved;
+    bool busy = false;
+    for (uint32_t i = lo; i < hi && !busy; ++i) busy = !is_free(i);
+    if (busy) continue;
+    give |= 1u << p;
+    if (first < carved) parked |= 1u << p;
+  }
+  if (parked != 0) {
+    void** link = &span->freelist;
+    while (*link != nullptr) {
+      uintptr_t a = reinterpret_cast<uintptr_t>(*link);
+      if (parked >> ((a - begin) / kOsPage) & 1) {
+        *link = *static_cast<void**>(*link);
+      } else {
+        link = static_cast<void**>(*link);
+      }
+    }
+  }
+  span->released_pages |= static_cast<uint8_t>(give);
+  for (unsigned p = 0; p < os_pages_per_span_;) {  // runs of adjacent pages, one call each
+    if ((give >> p & 1) == 0) {
+      ++p;
+      continue;
+    }
+    unsigned q = p;
+    while (q < os_pages_per_span_ && (give >> q & 1)) ++q;
+    ReleaseCounted(begin + p * kOsPage, begin + q * kOsPage, released);
+    p = q;
+  }
+}
+
 bool CentralFreeList::ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t* released) {
   SpinLockHolder hold(&lock_);
   if (activity_ != seen_activity) return false;
-  auto release = [released](uintptr_t from, uintptr_t to) {
-    uintptr_t begin = OsPageUp(from), end = OsPageDown(to);
-    if (begin < end && SystemRelease(reinterpret_cast<void*>(begin), end - begin)) {
-      *released += end - begin;
+  auto visit = [&](Span* span) {
+    if (releases_free_pages_) {
+      ReleaseFreePages(span, released);
+    } else {
+      ReleaseInnerPages(span, released);
     }
   };
-  // Classes this big have no homes (kHomeMaxObjectBytes): every slab with
-  // a free object is on the nonempty list.
-  for (Span* span = nonempty_.first(); span != nullptr; span = span->next) {
-    // The list holds carved - allocated objects, each at an object's start
-    // inside the span; a list that says otherwise was written through a
-    // freed pointer, and releasing what it points to could zero anything.
-    uintptr_t begin = span->start_address();
-    uintptr_t end = begin + uintptr_t{span->carved} * object_size_;
-    uint32_t left = span->carved - span->allocated;
-    for (void* obj = span->freelist; obj != nullptr; obj = *static_cast<void**>(obj)) {
-      uintptr_t a = reinterpret_cast<uintptr_t>(obj);
-      if (left-- == 0 || a < begin || a >= end || (a - begin) % object_size_ != 0) {
-        CrashWithPointer("free list corrupted (a write to a freed block?) at", obj);
-      }
-      release(a + sizeof(void*), a + object_size_);
-    }
-    release(end, begin + uintptr_t{pages_per_span_} * kPageSize);  // the never-carved tail
+  for (Span* span = nonempty_.first(); span != nullptr; span = span->next) visit(span);
+  for (Span* span : home_) {
+    if (span != nullptr) visit(span);
   }
   __atomic_store_n(&released_at_activity_, activity_, __ATOMIC_RELAXED);
   return true;

@@ -68,7 +68,8 @@ class alignas(64) CentralFreeList {
   void InsertRange(void* const* items, int n);
 
   // Whether this class's objects are big enough to hold a whole OS page
-  // past their first bytes (where a free object keeps its link).
+  // past their first bytes (where a free object keeps its link); smaller
+  // objects give back the OS pages that hold only free objects.
   bool HasInnerPages() const;
   // Bumped by every RemoveRange and InsertRange: how the maintenance thread
   // tells that the list has been idle.
@@ -77,9 +78,11 @@ class alignas(64) CentralFreeList {
   bool ReleasedAt(uint64_t activity) const {
     return __atomic_load_n(&released_at_activity_, __ATOMIC_RELAXED) == activity;
   }
-  // Gives the OS back every whole OS page inside the free objects of this
-  // class's partly used slabs, past each object's link, and the pages of
-  // their never-carved tails; adds the bytes to *released. Does nothing
+  // Gives the OS back the free pages of this class's partly used slabs:
+  // every whole OS page inside a free object, past its link (HasInnerPages),
+  // or every OS page that only free objects touch (smaller classes; their
+  // objects come back to the list when it runs dry), and the pages of the
+  // never-carved tails; adds the bytes to *released. Does nothing
   // and returns false when the list has had a batch since activity() read
   // `seen_activity`. Holds the lock across the madvise calls: only for
   // lists idle for the release delay (central_heap.h).
@@ -100,6 +103,18 @@ class alignas(64) CentralFreeList {
   Span* HomeSpan(int home);
   bool AdoptAnotherHome(int home);
   void Release(void* object, Span** to_free, int* num_to_free);
+  uint32_t FirstObjectIn(unsigned page) const;
+  uint32_t ObjectsEndIn(unsigned page) const;
+  void* TakeBackReleasedPage(Span* span);
+  template <typename Visit>
+  void ForEachListed(const Span* span, Visit visit) const;
+  void ReleaseInnerPages(Span* span, uint64_t* released);
+  void ReleaseFreePages(Span* span, uint64_t* released);
+
+  // Span::released_pages has a bit per OS page; a slab's free objects are
+  // marked on the stack while its pages are looked at.
+  static constexpr uint32_t kMaxReleasablePages = 8;
+  static constexpr uint32_t kMaxReleasableSlabObjects = 2048;
 
   SpinLock lock_;
   uint32_t cls_ = 0;
@@ -108,6 +123,8 @@ class alignas(64) CentralFreeList {
   uint32_t pages_per_span_ = 0;
   PageHeap* heap_ = nullptr;
   bool uses_homes_ = false;
+  uint32_t os_pages_per_span_ = 0;
+  bool releases_free_pages_ = false;  // else the pages inside free objects
   SpanList nonempty_;  // slabs with at least one free object, except homes
   Span* home_[kHomes] = {};
   uint64_t spans_ = 0;

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "allocator/pages/page_heap.h"
@@ -201,6 +204,182 @@ INSTANTIATE_TEST_SUITE_P(Classes, ReleaseInsideTest,
                          ::testing::Values(SizeToClass(6656), SizeToClass(10240),
                                            SizeToClass(8192), SizeToClass(20480)));
 
+class ReleaseFreePagesTest : public ::testing::TestWithParam<uint32_t> {};
+
+// Slabs of objects too small to hold a page: an OS page that only free (or
+// never carved) objects touch goes back to the OS, pages a live object
+// touches stay, and so does a page with both carved and never-carved object
+// starts. Every free object comes back once, live ones keep their bytes,
+// and freeing an object of a released page again is a double free.
+TEST_P(ReleaseFreePagesTest, PagesOfFreeObjectsOnlyGoBackAndTheirObjectsReturn) {
+  uint32_t cls = GetParam();
+  size_t size = ClassToSize(cls);
+  static CentralFreeList lists[kNumClasses];
+  CentralFreeList& list = lists[cls];
+  list.Init(cls, &g_heap);
+  ASSERT_FALSE(list.HasInnerPages());
+  size_t per_span = ClassToPages(cls) * kPageSize / size;
+  size_t span_bytes = ClassToPages(cls) * kPageSize;
+  // Two slabs carved whole and a third carved to a little past its middle,
+  // all from one home so that they are carved in order.
+  int n = static_cast<int>(per_span * 2 + per_span / 2 + 1);
+  std::vector<void*> objs(n);
+  ASSERT_EQ(list.RemoveRangeFor(0, objs.data(), n), n);
+  for (void* p : objs) memset(p, 0x5a, size);
+  std::vector<Span*> spans;
+  for (void* p : objs) {
+    if (std::find(spans.begin(), spans.end(), SpanOf(p)) == spans.end()) spans.push_back(SpanOf(p));
+  }
+  ASSERT_EQ(spans.size(), 3u);
+  // Live: the first object of every slab, and the last object of the first.
+  std::vector<void*> live, freed;
+  std::set<uintptr_t> live_at;
+  for (void* p : objs) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p), base = SpanOf(p)->start_address();
+    bool keep = a == base || (SpanOf(p) == spans[0] && a == base + (per_span - 1) * size);
+    (keep ? live : freed).push_back(p);
+    if (keep) live_at.insert(a);
+  }
+  list.InsertRange(freed.data(), static_cast<int>(freed.size()));
+
+  // The oracle: which OS pages may go.
+  std::vector<uintptr_t> gone, kept;
+  for (Span* span : spans) {
+    uintptr_t base = span->start_address();
+    size_t carved = 0;
+    for (void* p : objs) carved += SpanOf(p) == span;
+    for (uintptr_t page = base; page < base + span_bytes; page += 4096) {
+      bool touched_by_live = false, carved_start = false, uncarved_start = false;
+      for (size_t i = 0; i < per_span; ++i) {
+        uintptr_t a = base + i * size;
+        if (a < page + 4096 && a + size > page && live_at.count(a)) touched_by_live = true;
+        if (a >= page && a < page + 4096) (i < carved ? carved_start : uncarved_start) = true;
+      }
+      (touched_by_live || (carved_start && uncarved_start) ? kept : gone).push_back(page);
+    }
+  }
+  ASSERT_FALSE(gone.empty());
+
+  CentralFreeListStats before;
+  list.GetStats(&before);
+  uint64_t released = 0;
+  ASSERT_TRUE(list.ReleaseInsideFreeObjects(list.activity(), &released));
+  EXPECT_EQ(released, gone.size() * 4096);
+  for (uintptr_t page : gone) {
+    EXPECT_EQ(ResidentBytes(reinterpret_cast<void*>(page), 4096), 0u) << page;
+  }
+  CentralFreeListStats after;
+  list.GetStats(&after);
+  EXPECT_EQ(after.free_objects, before.free_objects);  // released objects are still free
+  EXPECT_EQ(after.spans, before.spans);
+  for (void* p : live) {
+    const unsigned char* b = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < size; ++i) ASSERT_EQ(b[i], 0x5a) << p;
+  }
+  // A second look releases nothing more (the released pages are known).
+  uint64_t again_released = 0;
+  list.InsertRange(nullptr, 0);  // counts as activity
+  ASSERT_TRUE(list.ReleaseInsideFreeObjects(list.activity(), &again_released));
+  EXPECT_EQ(again_released, 0u);
+
+  // Every free object comes back once: the freed ones and the never carved.
+  std::set<uintptr_t> expected;
+  for (Span* span : spans) {
+    for (size_t i = 0; i < per_span; ++i) {
+      uintptr_t a = span->start_address() + i * size;
+      if (!live_at.count(a)) expected.insert(a);
+    }
+  }
+  std::vector<void*> back(expected.size());
+  std::set<uintptr_t> got;
+  for (size_t i = 0; i < back.size(); ++i) {  // one at a time: across the slabs
+    ASSERT_EQ(list.RemoveRangeFor(0, &back[i], 1), 1);
+    ASSERT_TRUE(got.insert(reinterpret_cast<uintptr_t>(back[i])).second) << back[i];
+  }
+  EXPECT_EQ(got, expected);
+  for (void* p : back) memset(p, 0x33, size);
+  list.InsertRange(back.data(), static_cast<int>(back.size()));
+  list.InsertRange(live.data(), static_cast<int>(live.size()));
+  list.GetStats(&after);
+  EXPECT_EQ(after.spans, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Classes, ReleaseFreePagesTest,
+                         ::testing::Values(SizeToClass(16), SizeToClass(48), SizeToClass(256),
+                                           SizeToClass(1024), SizeToClass(2816), SizeToClass(3584),
+                                           SizeToClass(4096)));
+
+// Many more threads than CPUs take and give back batches of small objects,
+// keeping a few each time, while another thread releases the free pages of
+// the list whenever it holds still. Each object has one owner at a time
+// (the owner's stamp survives until it gives the object back), and once
+// everything is back every slab has emptied: nothing lost, nothing twice.
+TEST(CentralFreeList, ReleasingFreePagesUnderConcurrentBatchesLosesNothing) {
+  for (size_t size : {size_t{48}, size_t{256}, size_t{2816}}) {
+    static CentralFreeList lists[3];
+    CentralFreeList& list = lists[size == 48 ? 0 : size == 256 ? 1 : 2];
+    list.Init(SizeToClass(size), &g_heap);
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> released{0}, releases{0};
+    std::thread releaser([&] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        uint64_t r = 0;
+        if (list.ReleaseInsideFreeObjects(list.activity(), &r)) {
+          releases.fetch_add(1, std::memory_order_relaxed);
+          released.fetch_add(r, std::memory_order_relaxed);
+        }
+        std::this_thread::yield();
+      }
+    });
+    constexpr int kThreads = 8;
+    std::atomic<int> bad_stamps{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < kThreads; ++t) {
+      workers.emplace_back([&, t] {
+        std::mt19937_64 rng(t);
+        std::vector<void*> held;
+        uint64_t serial = 0;
+        for (int round = 0; round < 3000; ++round) {
+          void* batch[64];
+          int n = 1 + static_cast<int>(rng() % 64);
+          int got = list.RemoveRange(batch, n);
+          for (int i = 0; i < got; ++i) {
+            uint64_t stamp = (uint64_t(t) << 48) | ++serial;
+            memcpy(static_cast<char*>(batch[i]) + 8, &stamp, sizeof(stamp));
+            memcpy(static_cast<char*>(batch[i]) + 16, &stamp, sizeof(stamp));
+            held.push_back(batch[i]);
+          }
+          std::shuffle(held.begin(), held.end(), rng);
+          size_t keep = rng() % 4;  // a few stay out: slabs stay partly used
+          std::vector<void*> back;
+          while (held.size() > keep) {
+            void* p = held.back();
+            held.pop_back();
+            uint64_t a, b;
+            memcpy(&a, static_cast<char*>(p) + 8, sizeof(a));
+            memcpy(&b, static_cast<char*>(p) + 16, sizeof(b));
+            if (a != b || (a >> 48) != uint64_t(t)) bad_stamps.fetch_add(1);
+            back.push_back(p);
+          }
+          list.InsertRange(back.data(), static_cast<int>(back.size()));
+          if (round % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        list.InsertRange(held.data(), static_cast<int>(held.size()));
+      });
+    }
+    for (auto& w : workers) w.join();
+    stop = true;
+    releaser.join();
+    EXPECT_EQ(bad_stamps.load(), 0) << size;
+    EXPECT_GT(releases.load(), 0u) << size;
+    EXPECT_GT(released.load(), 0u) << size;
+    CentralFreeListStats st;
+    list.GetStats(&st);
+    EXPECT_EQ(st.spans, 0u) << size;
+    EXPECT_EQ(st.free_objects, 0u) << size;
+  }
+}
+
 // Objects up to a page (plus a link) hold no whole page past their link.
 TEST(CentralFreeList, SmallClassesHaveNoInnerPages) {
   static CentralFreeList small, page, bigger;
@@ -301,6 +480,29 @@ TEST(CentralFreeListDeathTest, ReleaseInsideCrashesOnACorruptedFreeList) {
   *static_cast<void**>(a[1]) = nullptr;
   list.InsertRange(a, 1);
   list.InsertRange(&a[2], 1);
+}
+
+// An object whose page went back to the OS is free; freeing it again is
+// caught, not linked in twice.
+TEST(CentralFreeListDeathTest, FreeingAnObjectOfAReleasedPageAgainCrashes) {
+  static CentralFreeList list;
+  list.Init(SizeToClass(256), &g_heap);
+  size_t per_span = kPageSize / 256;
+  std::vector<void*> objs(per_span);
+  ASSERT_EQ(list.RemoveRangeFor(0, objs.data(), static_cast<int>(per_span)),
+            static_cast<int>(per_span));
+  // Keep the first object; the second OS page holds free objects only.
+  list.InsertRange(objs.data() + 1, static_cast<int>(per_span - 1));
+  uint64_t released = 0;
+  ASSERT_TRUE(list.ReleaseInsideFreeObjects(list.activity(), &released));
+  ASSERT_EQ(released, 4096u);
+  void* again = objs[per_span - 1];
+  EXPECT_DEATH(list.InsertRange(&again, 1), "^rseqmalloc: free\\(\\): double free 0x[0-9a-f]+\n$");
+  std::vector<void*> back(per_span - 1);
+  ASSERT_EQ(list.RemoveRangeFor(0, back.data(), static_cast<int>(back.size())),
+            static_cast<int>(back.size()));
+  list.InsertRange(back.data(), static_cast<int>(back.size()));
+  list.InsertRange(objs.data(), 1);
 }
 
 TEST(CentralFreeListDeathTest, ForeignObjectCrashesWithAMessage) {

@@ -299,7 +299,6 @@ uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
   uint64_t next = UINT64_MAX;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     CentralFreeList& list = g_central[cls];
-    if (!list.HasInnerPages()) continue;
     uint64_t activity = list.activity();
     IdleWatch& watch = g_idle_watch[cls];
     if (activity != watch.activity) watch = {activity, now};

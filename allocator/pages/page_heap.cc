@@ -410,6 +410,7 @@ void PageHeap::Register(Span* span, uint32_t cls) {
   span->freelist = nullptr;
   span->allocated = 0;
   span->carved = 0;
+  span->released_pages = 0;
   span->on_list = false;
   span->home = kNoHome;
   if (cls == kLargeClass) {

@@ -48,6 +48,10 @@ struct Span {
   bool on_list;       // linked in a central free list's nonempty list
   uint8_t home;       // the CPU slot it is the carving span of, or kNoHome
   uint8_t placed_for;  // the CPU slot the page heap placed it for, or kNoHome
+  // Small-object slab: its OS pages given back to the OS while only free
+  // objects touched them (CentralFreeList::ReleaseInsideFreeObjects); the
+  // free objects that start in such a page are off `freelist`.
+  uint8_t released_pages;
 
   uintptr_t start_address() const { return first_page << kPageShift; }
   void* start() const { return reinterpret_cast<void*>(start_address()); }

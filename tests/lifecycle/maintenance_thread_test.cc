@@ -164,6 +164,80 @@ TEST(MaintenanceThread, ReturnsPagesInsideFreeBlocksOfPartlyUsedSlabs) {
   }
 }
 
+bool PageResident(uintptr_t page) {
+  unsigned char vec = 0;
+  EXPECT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &vec), 0);
+  return (vec & 1) != 0;
+}
+
+// Small blocks: one live block at the start of each 8 KiB slab keeps the
+// slab, and the OS page after it holds only free blocks. The thread returns
+// those pages once the class has been idle for the delay; the live blocks
+// keep their contents, and the freed blocks come back to the program.
+TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
+  if (!MaintenanceThreadAllowed()) GTEST_SKIP() << "no maintenance thread in this mode";
+  IdleThread other;
+  constexpr size_t kSize = 256;
+  constexpr int kCount = 120000;  // 30 MiB: far more than the caches hold
+  static char* blocks[kCount];
+  for (auto& b : blocks) {
+    b = static_cast<char*>(malloc(kSize));
+    ASSERT_NE(b, nullptr);
+    memset(b, 0x6b, kSize);
+  }
+  // Keep the block at the start of each slab, free the others; count the
+  // second OS pages of the slabs that kept one.
+  int kept = 0, second_pages = 0;
+  for (auto& b : blocks) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(b);
+    if (a % 8192 == 0) {
+      ++kept;
+      continue;
+    }
+    free(b);
+    b = nullptr;
+  }
+  ASSERT_GT(kept, kCount / 64);
+  auto resident_second_pages = [&] {
+    int n = 0;
+    second_pages = 0;
+    for (char* b : blocks) {
+      if (b == nullptr) continue;
+      ++second_pages;
+      n += PageResident(reinterpret_cast<uintptr_t>(b) + 4096) ? 1 : 0;
+    }
+    return n;
+  };
+  int before = resident_second_pages();
+  ASSERT_GT(before, kept / 2);
+  ChurnLargeBlocks();  // wakes the thread (central lists alone do not)
+  int resident = before;
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < end && resident > second_pages / 4) {
+    SleepMs(50);
+    resident = resident_second_pages();
+  }
+  EXPECT_LE(resident, second_pages / 4) << "of " << second_pages << " slabs' second pages";
+  for (char* b : blocks) {
+    if (b == nullptr) continue;
+    for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
+  }
+  // The freed blocks are handed out again, distinct and usable.
+  static char* again[kCount];
+  for (auto& b : again) {
+    b = static_cast<char*>(malloc(kSize));
+    ASSERT_NE(b, nullptr);
+    memset(b, 0x2c, kSize);
+  }
+  for (char* b : blocks) {
+    if (b != nullptr) {
+      ASSERT_EQ(b[0], 0x6b);
+    }
+  }
+  for (char* b : again) free(b);
+  for (char* b : blocks) free(b);
+}
+
 // Exit codes of the forked child, so a failure says which check it was.
 enum ChildResult {
   kChildOk = 0,
