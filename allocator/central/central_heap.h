@@ -156,9 +156,10 @@ uint64_t TransferCacheObjects();
 inline constexpr uint64_t kIdleReturnPeriodNs = 1'000'000'000;
 uint64_t ReturnIdleTransferObjects();
 
-// For the maintenance thread, at `now`: the classes of objects bigger than
-// an OS page give back the pages inside their free objects
-// (CentralFreeList::ReleaseInsideFreeObjects) once their central list has
+// For the maintenance thread, at `now`: every class gives back the OS
+// pages of its partly used slabs that hold nothing live (inside free
+// objects, or touched only by free objects; see
+// CentralFreeList::ReleaseInsideFreeObjects) once its central list has
 // had no batch for the page heap's release delay, counted from the first
 // call that saw its last change. A slab with one live object otherwise
 // keeps all its free objects resident for as long as that object lives.

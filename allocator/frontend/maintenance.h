@@ -74,7 +74,7 @@ struct MaintenanceStats {
   uint64_t wakeups;         // returns from sleep
   uint64_t passes;          // cache passes run
   uint64_t released_bytes;  // pages it returned to the OS
-  uint64_t inside_released_bytes;  // of which inside free objects (central_heap.h)
+  uint64_t inside_released_bytes;  // of which pages of free objects in partly used slabs (central_heap.h)
   uint64_t transfer_objects_returned;
   uint64_t ids_drained;
 };

@@ -218,7 +218,7 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
   line.Str("  maintenance thread: ").Str(m.running ? "running" : "not running").Str("; ")
       .Dec(m.wakeups).Str(" wake-ups, ").Dec(m.passes).Str(" cache passes, released ")
       .Dec(m.released_bytes).Str(" bytes (").Dec(m.inside_released_bytes)
-      .Str(" inside free objects of partly used slabs), ").Dec(m.transfer_objects_returned)
+      .Str(" of free objects in partly used slabs), ").Dec(m.transfer_objects_returned)
       .Str(" transfer-cache objects returned, ").Dec(m.ids_drained).Str(" idle ids drained\n")
       .Flush(fd);
 }
