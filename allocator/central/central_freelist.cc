@@ -30,6 +30,7 @@ void CentralFreeList::Init(uint32_t cls, PageHeap* heap) {
   pages_per_span_ = ClassToPages(cls);
   objects_per_span_ = static_cast<uint32_t>((pages_per_span_ * kPageSize) / object_size_);
   uses_homes_ = object_size_ <= kHomeMaxObjectBytes;
+  static_assert(kMaxReleasablePages <= 8 * sizeof(Span::released_pages));
   os_pages_per_span_ = static_cast<uint32_t>(pages_per_span_ * kPageSize / kOsPage);
   releases_free_pages_ = !HasInnerPages() && os_pages_per_span_ <= kMaxReleasablePages &&
                          objects_per_span_ <= kMaxReleasableSlabObjects;
@@ -45,8 +46,14 @@ void* CentralFreeList::PopFrom(Span* span) {
     // Carve the next untouched object.
     uintptr_t offset = static_cast<uintptr_t>(span->carved) * object_size_;
     obj = reinterpret_cast<void*>(span->start_address() + offset);
-    // A released page of the never-carved tail is in use again.
-    if (span->released_pages != 0) span->released_pages &= ~(1u << (offset / kOsPage));
+    // Released pages of the never-carved tail are in use again: those
+    // the object touches (the last one of a slab may reach into a page
+    // where no object starts).
+    if (span->released_pages != 0) {
+      unsigned first = static_cast<unsigned>(offset / kOsPage);
+      unsigned last = static_cast<unsigned>((offset + object_size_ - 1) / kOsPage);
+      span->released_pages &= static_cast<uint8_t>(~(((2u << last) - 1) & ~((1u << first) - 1)));
+    }
     ++span->carved;
   }
   ++span->allocated;
@@ -70,7 +77,7 @@ uint32_t CentralFreeList::ObjectsEndIn(unsigned page) const {
 }
 
 // Puts the free objects of the lowest released page that had them back on
-// the span's list (whoever gets one faults the page in again) and returns
+// the span's list (writing their links faults the page in again) and returns
 // the new head; nullptr when only pages of the never-carved tail are
 // released (the caller carves). Caller holds the lock.
 void* CentralFreeList::TakeBackReleasedPage(Span* span) {
@@ -81,6 +88,7 @@ void* CentralFreeList::TakeBackReleasedPage(Span* span) {
     // goes in address order: this page and every later one are the tail.
     if (first >= span->carved) return nullptr;
     span->released_pages &= static_cast<uint8_t>(~(1u << page));
+    ++pages_taken_back_;
     for (uint32_t i = end; i-- > first;) {
       void* obj = reinterpret_cast<void*>(span->start_address() + uintptr_t{i} * object_size_);
       *static_cast<void**>(obj) = span->freelist;
@@ -231,7 +239,9 @@ bool CentralFreeList::HasInnerPages() const { return object_size_ >= kOsPage + s
 // Walks a span's free list, checking each link against the span: the list
 // holds at most carved - allocated objects, each at an object's start
 // inside the carved part. A list that says otherwise was written through a
-// freed pointer, and releasing what it points to could zero anything.
+// freed pointer, and releasing what it points to could zero anything (a
+// link overwritten with another object of the slab passes: the check
+// narrows the damage, it cannot rule it out).
 template <typename Visit>
 void CentralFreeList::ForEachListed(const Span* span, Visit visit) const {
   uintptr_t begin = span->start_address();
@@ -362,6 +372,7 @@ void CentralFreeList::GetStatsLocked(CentralFreeListStats* out) const {
   out->free_objects = free_objects_;
   out->out_objects = spans_ * objects_per_span_ - free_objects_;
   out->lock_contended = lock_.contended();
+  out->pages_taken_back = pages_taken_back_;
 }
 
 }  // namespace rseqmalloc::internal

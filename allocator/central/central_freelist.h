@@ -46,6 +46,7 @@ struct CentralFreeListStats {
   uint64_t free_objects;  // free in those slabs, carved or not
   uint64_t out_objects;   // handed out of the slabs (to transfer caches or callers)
   uint64_t lock_contended;  // lock acquisitions that had to wait, since the start
+  uint64_t pages_taken_back;  // released pages whose objects came back, since the start
 };
 
 class alignas(64) CentralFreeList {
@@ -71,10 +72,11 @@ class alignas(64) CentralFreeList {
   // past their first bytes (where a free object keeps its link); smaller
   // objects give back the OS pages that hold only free objects.
   bool HasInnerPages() const;
+  bool ReleasesFreePages() const { return releases_free_pages_; }
   // Bumped by every RemoveRange and InsertRange: how the maintenance thread
   // tells that the list has been idle.
   uint64_t activity() const { return __atomic_load_n(&activity_, __ATOMIC_RELAXED); }
-  // Whether the inner pages were released with activity() at `activity`.
+  // Whether the free pages were released with activity() at `activity`.
   bool ReleasedAt(uint64_t activity) const {
     return __atomic_load_n(&released_at_activity_, __ATOMIC_RELAXED) == activity;
   }
@@ -131,6 +133,7 @@ class alignas(64) CentralFreeList {
   uint64_t free_objects_ = 0;
   uint64_t activity_ = 0;              // written under the lock
   uint64_t released_at_activity_ = 0;  // written under the lock
+  uint64_t pages_taken_back_ = 0;
 };
 
 }  // namespace rseqmalloc::internal

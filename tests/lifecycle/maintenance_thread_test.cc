@@ -13,12 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "allocator/api/rseqmalloc.h"
 #include "gtest/gtest.h"
@@ -111,14 +113,18 @@ TEST(MaintenanceThread, ReturnsFreedPagesWhileTheProgramSleeps) {
   }
 }
 
+bool PageResident(uintptr_t page) {
+  unsigned char vec = 0;
+  EXPECT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &vec), 0);
+  return (vec & 1) != 0;
+}
+
 // Whether the whole 4 KiB page after `block`'s first bytes (its link while
 // free) is resident; true when the block holds no such page.
 bool InnerPageResident(const char* block, size_t size) {
   uintptr_t page = (reinterpret_cast<uintptr_t>(block) + sizeof(void*) + 4095) & ~uintptr_t{4095};
   if (page + 4096 > reinterpret_cast<uintptr_t>(block) + size) return true;
-  unsigned char vec = 0;
-  EXPECT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &vec), 0);
-  return (vec & 1) != 0;
+  return PageResident(page);
 }
 
 // Blocks of 10 KiB, three to a slab, of which one in three stays live: no
@@ -162,12 +168,6 @@ TEST(MaintenanceThread, ReturnsPagesInsideFreeBlocksOfPartlyUsedSlabs) {
     for (size_t j = 0; j < kSize; j += 1024) ASSERT_EQ(blocks[i][j], 0x6b) << i;
     free(blocks[i]);
   }
-}
-
-bool PageResident(uintptr_t page) {
-  unsigned char vec = 0;
-  EXPECT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &vec), 0);
-  return (vec & 1) != 0;
 }
 
 // Small blocks: one live block at the start of each 8 KiB slab keeps the
@@ -230,10 +230,12 @@ TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
     memset(b, 0x2c, kSize);
   }
   for (char* b : blocks) {
-    if (b != nullptr) {
-      ASSERT_EQ(b[0], 0x6b);
-    }
+    if (b == nullptr) continue;
+    for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
   }
+  std::vector<char*> sorted(std::begin(again), std::end(again));
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a block twice";
   for (char* b : again) free(b);
   for (char* b : blocks) free(b);
 }
