@@ -21,6 +21,10 @@ constexpr int kMaxDeferredSpans = 16;
 constexpr uintptr_t kOsPage = 4096;
 uintptr_t OsPageUp(uintptr_t a) { return (a + kOsPage - 1) & ~(kOsPage - 1); }
 uintptr_t OsPageDown(uintptr_t a) { return a & ~(kOsPage - 1); }
+// Span::released_pages bits of OS pages first..last (inclusive).
+uint8_t PageBits(unsigned first, unsigned last) {
+  return static_cast<uint8_t>(((2u << last) - 1) & ~((1u << first) - 1));
+}
 
 }  // namespace
 
@@ -50,9 +54,9 @@ void* CentralFreeList::PopFrom(Span* span) {
     // the object touches (the last one of a slab may reach into a page
     // where no object starts).
     if (span->released_pages != 0) {
-      unsigned first = static_cast<unsigned>(offset / kOsPage);
-      unsigned last = static_cast<unsigned>((offset + object_size_ - 1) / kOsPage);
-      span->released_pages &= static_cast<uint8_t>(~(((2u << last) - 1) & ~((1u << first) - 1)));
+      span->released_pages &= static_cast<uint8_t>(
+          ~PageBits(static_cast<unsigned>(offset / kOsPage),
+                    static_cast<unsigned>((offset + object_size_ - 1) / kOsPage)));
     }
     ++span->carved;
   }
@@ -76,27 +80,24 @@ uint32_t CentralFreeList::ObjectsEndIn(unsigned page) const {
   return end < objects_per_span_ ? end : objects_per_span_;
 }
 
-// Puts the free objects of the lowest released page that had them back on
-// the span's list (writing their links faults the page in again) and returns
-// the new head; nullptr when only pages of the never-carved tail are
-// released (the caller carves). Caller holds the lock.
+// Puts the free objects of the lowest released page back on the span's
+// list (writing their links faults the page in again) and returns the new
+// head; nullptr when only pages of the never-carved tail are released (the
+// caller carves). Caller holds the lock; span->released_pages != 0.
 void* CentralFreeList::TakeBackReleasedPage(Span* span) {
-  for (unsigned bits = span->released_pages; bits != 0; bits &= bits - 1) {
-    unsigned page = static_cast<unsigned>(__builtin_ctz(bits));
-    uint32_t first = FirstObjectIn(page), end = ObjectsEndIn(page);
-    // Pages are released with all their objects carved or none, and carving
-    // goes in address order: this page and every later one are the tail.
-    if (first >= span->carved) return nullptr;
-    span->released_pages &= static_cast<uint8_t>(~(1u << page));
-    ++pages_taken_back_;
-    for (uint32_t i = end; i-- > first;) {
-      void* obj = reinterpret_cast<void*>(span->start_address() + uintptr_t{i} * object_size_);
-      *static_cast<void**>(obj) = span->freelist;
-      span->freelist = obj;
-    }
-    return span->freelist;
+  unsigned page = static_cast<unsigned>(__builtin_ctz(span->released_pages));
+  uint32_t first = FirstObjectIn(page), end = ObjectsEndIn(page);
+  // Pages are released with all their objects carved or none, and carving
+  // goes in address order: this page and every later one are the tail.
+  if (first >= span->carved) return nullptr;
+  span->released_pages &= static_cast<uint8_t>(~(1u << page));
+  ++pages_taken_back_;
+  for (uint32_t i = end; i-- > first;) {
+    void* obj = reinterpret_cast<void*>(span->start_address() + uintptr_t{i} * object_size_);
+    *static_cast<void**>(obj) = span->freelist;
+    span->freelist = obj;
   }
-  return nullptr;
+  return span->freelist;
 }
 
 // A span off the nonempty list becomes the home of slot `home` / stops
@@ -258,10 +259,10 @@ void CentralFreeList::ForEachListed(const Span* span, Visit visit) const {
 
 namespace {
 
-bool ReleaseCounted(uintptr_t begin, uintptr_t end, uint64_t* released) {
-  if (begin >= end || !SystemRelease(reinterpret_cast<void*>(begin), end - begin)) return false;
-  *released += end - begin;
-  return true;
+void ReleaseCounted(uintptr_t begin, uintptr_t end, uint64_t* released) {
+  if (begin < end && SystemRelease(reinterpret_cast<void*>(begin), end - begin)) {
+    *released += end - begin;
+  }
 }
 
 }  // namespace

@@ -113,6 +113,19 @@ TEST(MaintenanceThread, ReturnsFreedPagesWhileTheProgramSleeps) {
   }
 }
 
+// Polls every 50 ms, making no allocator call (the lists must stay idle),
+// until count() is at most `limit` or 20 s pass; returns the last count.
+template <typename Count>
+int PollUntilAtMost(int limit, Count count) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  int n = count();
+  while (n > limit && std::chrono::steady_clock::now() < end) {
+    SleepMs(50);
+    n = count();
+  }
+  return n;
+}
+
 bool PageResident(uintptr_t page) {
   unsigned char vec = 0;
   EXPECT_EQ(mincore(reinterpret_cast<void*>(page), 4096, &vec), 0);
@@ -154,15 +167,13 @@ TEST(MaintenanceThread, ReturnsPagesInsideFreeBlocksOfPartlyUsedSlabs) {
   // Free pages for the page heap too: what starts the thread, or wakes it
   // (central lists alone do not).
   ChurnLargeBlocks();
-  int resident = with_inner_page;
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < end && resident > with_inner_page / 2) {
-    SleepMs(50);
-    resident = 0;
+  int resident = PollUntilAtMost(with_inner_page / 2, [&] {
+    int n = 0;
     for (int i = 0; i < kCount; ++i) {
-      if (i % 3 != 0 && InnerPageResident(blocks[i], kSize)) ++resident;
+      if (i % 3 != 0 && InnerPageResident(blocks[i], kSize)) ++n;
     }
-  }
+    return n;
+  });
   EXPECT_LE(resident, with_inner_page / 2) << "of " << with_inner_page << " free blocks";
   for (int i = 0; i < kCount; i += 3) {
     for (size_t j = 0; j < kSize; j += 1024) ASSERT_EQ(blocks[i][j], 0x6b) << i;
@@ -185,9 +196,9 @@ TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
     ASSERT_NE(b, nullptr);
     memset(b, 0x6b, kSize);
   }
-  // Keep the block at the start of each slab, free the others; count the
-  // second OS pages of the slabs that kept one.
-  int kept = 0, second_pages = 0;
+  // Keep the block at the start of each slab, free the others: the kept
+  // slabs' second OS pages hold free blocks only.
+  int kept = 0;
   for (auto& b : blocks) {
     uintptr_t a = reinterpret_cast<uintptr_t>(b);
     if (a % 8192 == 0) {
@@ -200,24 +211,15 @@ TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
   ASSERT_GT(kept, kCount / 64);
   auto resident_second_pages = [&] {
     int n = 0;
-    second_pages = 0;
     for (char* b : blocks) {
-      if (b == nullptr) continue;
-      ++second_pages;
-      n += PageResident(reinterpret_cast<uintptr_t>(b) + 4096) ? 1 : 0;
+      if (b != nullptr && PageResident(reinterpret_cast<uintptr_t>(b) + 4096)) ++n;
     }
     return n;
   };
-  int before = resident_second_pages();
-  ASSERT_GT(before, kept / 2);
+  ASSERT_GT(resident_second_pages(), kept / 2);
   ChurnLargeBlocks();  // wakes the thread (central lists alone do not)
-  int resident = before;
-  auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (std::chrono::steady_clock::now() < end && resident > second_pages / 4) {
-    SleepMs(50);
-    resident = resident_second_pages();
-  }
-  EXPECT_LE(resident, second_pages / 4) << "of " << second_pages << " slabs' second pages";
+  int resident = PollUntilAtMost(kept / 4, resident_second_pages);
+  EXPECT_LE(resident, kept / 4) << "of " << kept << " slabs' second pages";
   for (char* b : blocks) {
     if (b == nullptr) continue;
     for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
