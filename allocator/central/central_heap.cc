@@ -12,6 +12,7 @@
 #include "allocator/base/spinlock.h"
 #include "allocator/pages/system.h"
 #include "allocator/central/transfer_cache.h"
+#include "allocator/central/transfer_shards.h"
 
 namespace rseqmalloc::internal {
 namespace {
@@ -27,9 +28,9 @@ constinit CentralFreeList g_central[kNumClasses];
 // caches per CPU shard"): CPUs that free and allocate in runs keep their
 // objects to themselves, and their refills take from the other shards'
 // caches before the central list.
-constexpr int kMaxTransferShards = 4;
 constinit int g_transfer_shards = 1;
 constinit TransferCache g_transfer[kMaxTransferShards][kNumClasses];
+constinit OccupiedShards g_occupied[kNumClasses];  // transfer_shards.h
 
 int CountTransferShards() {
   cpu_set_t allowed;
@@ -107,6 +108,9 @@ constexpr size_t kTransferGrowthShareOfLimit = 32;
     g_central[cls].Init(cls, &g_page_heap);
     for (int s = 0; s < g_transfer_shards; ++s) {
       g_transfer[s][cls].Init(cls, &g_central[cls], slots, g_transfer_shards, may_grow);
+      if (g_transfer_shards > 1) {
+        g_transfer[s][cls].TrackOccupancy(&g_occupied[cls].bits, uint32_t{1} << s);
+      }
       slots += TransferCache::SlotsFor(cls, g_transfer_shards, may_grow);
     }
   }
@@ -164,11 +168,11 @@ int RemoveBatch(uint32_t cls, void** out, int n) {
   if (!ValidClass(cls) || n <= 0) return 0;
   if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
   int shard = TransferShard();
+  int ask[kMaxTransferShards - 1];
+  int count = ShardsToAsk(g_occupied[cls].bits.load(std::memory_order_relaxed), shard, ask);
   TransferCache* others[kMaxTransferShards - 1];
-  for (int i = 1; i < g_transfer_shards; ++i) {
-    others[i - 1] = &g_transfer[(shard + i) % g_transfer_shards][cls];
-  }
-  return g_transfer[shard][cls].RemoveRange(out, n, others, g_transfer_shards - 1);
+  for (int i = 0; i < count; ++i) others[i] = &g_transfer[ask[i]][cls];
+  return g_transfer[shard][cls].RemoveRange(out, n, others, count);
 }
 
 void InsertBatch(uint32_t cls, void* const* items, int n) {

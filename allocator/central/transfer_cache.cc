@@ -88,7 +88,7 @@ int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbou
   lock_.Lock();
   int got = TakeLocked(out, n);
   outstanding_ += got;
-  if (got < n && count == 0) GrowForRoundTripLocked();  // no other shard to ask
+  if (got < n && count == 0) GrowForRoundTripLocked();  // no other shard has objects
   lock_.Unlock();
   if (got == n) return got;
   if (count > 0) {

@@ -3,7 +3,8 @@
 // frees and another allocates move through here without touching span
 // metadata. Each class has one cache per shard of CPUs (central_heap.cc):
 // a CPU's overflows go to its shard's cache, and its refills take from it,
-// then from the other shards' caches, then from the central list, so
+// then from the other shards' caches that hold objects (an occupancy word
+// per class names them: transfer_shards.h), then from the central list, so
 // objects stay near the core that freed them and nothing strands in a
 // shard. Each shard starts with the capacity below; the grown limit is
 // shared out among them.
@@ -31,8 +32,8 @@
 // grown capacity that was not needed and gives back the slot pages it may
 // no longer use (the stack grows down from the end of its slots, so the
 // low ones); ReleaseFreeMemory drains them. Slot arrays are reserved for
-// the grown capacity (31 MiB of address space for all classes, whatever
-// the number of shards) and touched only as used. Where the system will not
+// the grown capacity (31 MiB of address space for all classes with up to
+// 4 shards, 125 MiB with 16) and touched only as used. Where the system will not
 // reserve that much (a low RLIMIT_AS), the caches are set up without growth
 // (central_heap.cc): the base capacities need a few MiB.
 //
@@ -42,6 +43,7 @@
 #ifndef RSEQMALLOC_ALLOCATOR_CENTRAL_TRANSFER_CACHE_H_
 #define RSEQMALLOC_ALLOCATOR_CENTRAL_TRANSFER_CACHE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -90,10 +92,21 @@ class alignas(64) TransferCache {
   // the cache.
   void Init(uint32_t cls, CentralFreeList* central, void** slots, int shards = 1,
             bool may_grow = true);
+  // Sets `bit` in *occupied while the cache holds objects and clears it
+  // while it is empty (under its lock), so a refill that looks for a
+  // neighbour with objects reads one word instead of every shard's count.
+  // The word is a hint: a stale bit costs a look at an empty cache, a
+  // missing one skips a cache whose objects the next refill finds.
+  void TrackOccupancy(std::atomic<uint32_t>* occupied, uint32_t bit) {
+    occupied_ = occupied;
+    occupied_bit_ = bit;
+  }
 
   int RemoveRange(void** out, int n) { return RemoveRange(out, n, nullptr, 0); }
   // The same, taking from the caches of `neighbours` (the class's caches
-  // of other CPU shards) before it goes to the central list.
+  // of other CPU shards that hold objects, in the order to ask them) before
+  // it goes to the central list. With none to ask, a shortfall counts as a
+  // round trip (the capacity may grow).
   int RemoveRange(void** out, int n, TransferCache* const* neighbours, int count);
   void InsertRange(void* const* items, int n);
 
@@ -120,7 +133,16 @@ class alignas(64) TransferCache {
   void GrowForRoundTripLocked();
   int Give(int n);
   // Under the lock; atomic because TakeCached reads count_ without it.
-  void SetCount(int count) { __atomic_store_n(&count_, count, __ATOMIC_RELAXED); }
+  void SetCount(int count) {
+    if (occupied_ != nullptr && (count == 0) != (count_ == 0)) {
+      if (count == 0) {
+        occupied_->fetch_and(~occupied_bit_, std::memory_order_relaxed);
+      } else {
+        occupied_->fetch_or(occupied_bit_, std::memory_order_relaxed);
+      }
+    }
+    __atomic_store_n(&count_, count, __ATOMIC_RELAXED);
+  }
   void ShrinkLocked(int capacity);
   // The stack grows down from end_: the top is the lowest used slot.
   void** Top() const { return end_ - count_; }
@@ -139,6 +161,8 @@ class alignas(64) TransferCache {
   int64_t outstanding_ = 0;
   uint64_t from_other_shards_ = 0;
   CentralFreeList* central_ = nullptr;
+  std::atomic<uint32_t>* occupied_ = nullptr;
+  uint32_t occupied_bit_ = 0;
 };
 
 }  // namespace rseqmalloc::internal

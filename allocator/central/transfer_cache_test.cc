@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "allocator/central/central_freelist.h"
+#include "allocator/central/transfer_shards.h"
 #include "allocator/pages/page_heap.h"
 #include "allocator/base/size_classes.h"
 
@@ -351,6 +355,121 @@ TEST(TransferCache, ShardsShareTheGrownBytes) {
       EXPECT_LE(grown * size, std::max(share, 2 * batch * size)) << cls << " " << shards;
     }
   }
+}
+
+// The occupancy bit follows the cache through every way it fills or
+// empties: a free, a refill, an overflow, a drain, an idle return.
+TEST(TransferCache, OccupancyBitIsSetExactlyWhileObjectsAreCached) {
+  uint32_t cls = SizeToClass(256);
+  static Fixture f(cls);
+  static OccupiedShards occupied;
+  const uint32_t kBit = uint32_t{1} << 5;
+  occupied.bits.store(uint32_t{1} << 2);  // another shard's bit stays as it is
+  f.cache.TrackOccupancy(&occupied.bits, kBit);
+  auto bits = [] { return occupied.bits.load(); };
+
+  const int cap = TransferCache::CapacityFor(cls);
+  std::vector<void*> objs(static_cast<size_t>(cap + 8));
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), cap + 8), cap + 8);  // from the spans
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  f.cache.InsertRange(objs.data(), 1);
+  EXPECT_EQ(bits(), kBit | uint32_t{1} << 2);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), 1), 1);
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  f.cache.InsertRange(objs.data(), cap + 8);  // fills it, 8 overflow
+  EXPECT_EQ(bits(), kBit | uint32_t{1} << 2);
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), cap + 8), cap + 8);  // empties it, tops up
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  f.cache.InsertRange(objs.data(), 16);
+  f.cache.Drain();
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  f.cache.InsertRange(objs.data() + 16, 16);
+  f.cache.ReturnIdle();  // starts an interval: nothing was idle through one
+  EXPECT_EQ(bits(), kBit | uint32_t{1} << 2);
+  f.cache.ReturnIdle();  // all 16 stayed cached all through it
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  f.cache.InsertRange(objs.data() + 32, cap + 8 - 32);
+  f.cache.Drain();
+  EXPECT_EQ(bits(), uint32_t{1} << 2);
+  EXPECT_EQ(CentralOut(f.central), 0u);
+}
+
+// Many more threads than CPUs move objects of one class through 16 shards
+// that share an occupancy word, each operation on a shard picked at random
+// (a thread that migrates), refills asking the shards the word names. No
+// object may be handed out twice or lost, and once every shard is drained
+// the word is clear and every object is back in its span.
+TEST(TransferCache, SixteenShardsWithOccupancyLoseAndDuplicateNothing) {
+  const uint32_t cls = SizeToClass(64);
+  constexpr int kShards = kMaxTransferShards;
+  static CentralFreeList central;
+  static TransferCache caches[kShards];
+  static OccupiedShards occupied;
+  const size_t per_shard = static_cast<size_t>(TransferCache::GrownCapacityFor(cls, kShards));
+  static std::vector<void*> slots(per_shard * kShards);
+  central.Init(cls, &g_heap);
+  for (int s = 0; s < kShards; ++s) {
+    caches[s].Init(cls, &central, slots.data() + per_shard * static_cast<size_t>(s), kShards);
+    caches[s].TrackOccupancy(&occupied.bits, uint32_t{1} << s);
+  }
+
+  // A held object's second word names its holder (the first is the span
+  // list's link while it is free); an exchange catches two holders.
+  constexpr uint64_t kHeld = uint64_t{1} << 32;
+  std::atomic<int> duplicates{0}, foreign{0}, short_refills{0};
+  auto worker = [&](int id) {
+    std::mt19937 rng(static_cast<uint32_t>(id) * 7919u + 1u);
+    std::vector<void*> held;
+    void* buf[64];
+    for (int op = 0; op < 4000; ++op) {
+      int shard = static_cast<int>(rng() % kShards);
+      int n = 1 + static_cast<int>(rng() % 64);
+      if (held.size() < 256 && (rng() & 1)) {
+        int ask[kShards - 1];
+        int count = ShardsToAsk(occupied.bits.load(std::memory_order_relaxed), shard, ask);
+        TransferCache* others[kShards - 1];
+        for (int i = 0; i < count; ++i) others[i] = &caches[ask[i]];
+        int got = caches[shard].RemoveRange(buf, n, others, count);
+        if (got != n) short_refills.fetch_add(1);
+        for (int i = 0; i < got; ++i) {
+          auto* tag = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(buf[i]) + 8);
+          if (tag->exchange(kHeld | static_cast<uint64_t>(id)) & kHeld) duplicates.fetch_add(1);
+          held.push_back(buf[i]);
+        }
+      } else {
+        int give = std::min(n, static_cast<int>(held.size()));
+        for (int i = 0; i < give; ++i) {
+          buf[i] = held.back();
+          held.pop_back();
+          auto* tag = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(buf[i]) + 8);
+          if (tag->exchange(0) != (kHeld | static_cast<uint64_t>(id))) foreign.fetch_add(1);
+        }
+        caches[shard].InsertRange(buf, give);
+      }
+    }
+    for (void* p : held) {
+      auto* tag = reinterpret_cast<std::atomic<uint64_t>*>(static_cast<char*>(p) + 8);
+      if (tag->exchange(0) != (kHeld | static_cast<uint64_t>(id))) foreign.fetch_add(1);
+      caches[id % kShards].InsertRange(&p, 1);
+    }
+  };
+  const int threads = 4 * kShards;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(worker, t);
+  for (auto& t : pool) t.join();
+
+  EXPECT_EQ(duplicates.load(), 0);
+  EXPECT_EQ(foreign.load(), 0);
+  EXPECT_EQ(short_refills.load(), 0);  // the heap never ran out
+  uint64_t stolen = 0;
+  for (auto& c : caches) stolen += StatsOf(c).from_other_shards;
+  EXPECT_GT(stolen, 0u);  // refills did take from the shards the word named
+  int64_t outstanding = 0;
+  for (auto& c : caches) outstanding += StatsOf(c).outstanding;
+  EXPECT_EQ(outstanding, 0);
+  for (auto& c : caches) c.Drain();
+  EXPECT_EQ(occupied.bits.load(), 0u);
+  EXPECT_EQ(CentralOut(central), 0u);
 }
 
 }  // namespace
