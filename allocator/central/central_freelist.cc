@@ -348,16 +348,25 @@ void CentralFreeList::ReleaseFreePages(Span* span, uint64_t* released) {
 bool CentralFreeList::ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t* released) {
   SpinLockHolder hold(&lock_);
   if (activity_ != seen_activity) return false;
+  // A thread that finds the lock held meanwhile wants this class again: the
+  // pass stops before the next slab rather than keep it waiting through the
+  // madvise calls of every slab, and pages of a class in use would soon be
+  // faulted back anyway. What went stays released; the next pass finishes.
+  const uint64_t waits = lock_.contended();
   auto visit = [&](Span* span) {
+    if (lock_.contended() != waits) return false;
     if (releases_free_pages_) {
       ReleaseFreePages(span, released);
     } else {
       ReleaseInnerPages(span, released);
     }
+    return true;
   };
-  for (Span* span = nonempty_.first(); span != nullptr; span = span->next) visit(span);
+  for (Span* span = nonempty_.first(); span != nullptr; span = span->next) {
+    if (!visit(span)) return false;
+  }
   for (Span* span : home_) {
-    if (span != nullptr) visit(span);
+    if (span != nullptr && !visit(span)) return false;
   }
   __atomic_store_n(&released_at_activity_, activity_, __ATOMIC_RELAXED);
   return true;

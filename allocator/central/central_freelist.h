@@ -86,8 +86,10 @@ class alignas(64) CentralFreeList {
   // objects come back to the list when it runs dry), and the pages of the
   // never-carved tails; adds the bytes to *released. Does nothing
   // and returns false when the list has had a batch since activity() read
-  // `seen_activity`. Holds the lock across the madvise calls: only for
-  // lists idle for the release delay (central_heap.h).
+  // `seen_activity`. Holds the lock across the madvise calls (only for
+  // lists idle for the release delay, central_heap.h), but stops before
+  // the next slab, returning false, once another thread has had to wait
+  // for the lock: a class in use again does not wait for the whole pass.
   bool ReleaseInsideFreeObjects(uint64_t seen_activity, uint64_t* released);
 
   void GetStats(CentralFreeListStats* out);

@@ -412,6 +412,61 @@ TEST(CentralFreeList, ReleasingFreePagesUnderConcurrentBatchesLosesNothing) {
   }
 }
 
+// The idle pass holds the list's lock across its madvise calls, but a
+// thread that has to wait for that lock stops it before the next slab: the
+// pass returns false having released part of what it would have, and the
+// next pass releases the rest (the released pages are not counted twice).
+TEST(CentralFreeList, IdlePassStopsForAThreadThatWaitsForTheLock) {
+  const uint32_t cls = SizeToClass(256);
+  const size_t per_span = ClassToPages(cls) * kPageSize / ClassToSize(cls);
+  constexpr int kSlabs = 1000;
+  static CentralFreeList lists[2];
+  std::vector<void*> live[2];
+  // Both lists alike: kSlabs slabs carved whole, each kept by its first object.
+  for (int l = 0; l < 2; ++l) {
+    lists[l].Init(cls, &g_heap);
+    std::vector<void*> objs(per_span * kSlabs);
+    ASSERT_EQ(lists[l].RemoveRangeFor(0, objs.data(), static_cast<int>(objs.size())),
+              static_cast<int>(objs.size()));
+    std::vector<void*> freed;
+    for (void* p : objs) (p == SpanOf(p)->start() ? live[l] : freed).push_back(p);
+    ASSERT_EQ(live[l].size(), size_t{kSlabs});
+    lists[l].InsertRange(freed.data(), static_cast<int>(freed.size()));
+  }
+  uint64_t whole = 0;
+  ASSERT_TRUE(lists[1].ReleaseInsideFreeObjects(lists[1].activity(), &whole));
+  ASSERT_GT(whole, 0u);
+
+  CentralFreeList& list = lists[0];
+  std::atomic<bool> started{false}, stop{false};
+  std::thread waiter([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      list.Lock();  // waits whenever the pass holds the lock
+      list.Unlock();
+      started.store(true, std::memory_order_relaxed);
+      std::this_thread::yield();
+    }
+  });
+  while (!started.load(std::memory_order_relaxed)) std::this_thread::yield();
+  uint64_t part = 0;
+  bool finished = list.ReleaseInsideFreeObjects(list.activity(), &part);
+  stop.store(true);
+  waiter.join();
+  EXPECT_FALSE(finished);
+  EXPECT_LT(part, whole);
+  uint64_t rest = 0;
+  ASSERT_TRUE(list.ReleaseInsideFreeObjects(list.activity(), &rest));
+  EXPECT_EQ(part + rest, whole);
+  std::printf("the waited-for pass released %lu of %lu bytes\n",
+              static_cast<unsigned long>(part), static_cast<unsigned long>(whole));
+  for (int l = 0; l < 2; ++l) {
+    lists[l].InsertRange(live[l].data(), static_cast<int>(live[l].size()));
+    CentralFreeListStats st;
+    lists[l].GetStats(&st);
+    EXPECT_EQ(st.out_objects, 0u);
+  }
+}
+
 // Objects up to a page (plus a link) hold no whole page past their link.
 TEST(CentralFreeList, SmallClassesHaveNoInnerPages) {
   static CentralFreeList small, page, bigger;
