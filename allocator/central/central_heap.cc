@@ -129,18 +129,46 @@ constexpr uint64_t kIdleReturnSlackNs = 20'000'000;
 // should not pay for that when a thread of ours can).
 constinit std::atomic<bool> g_idle_return_in_calls{true};
 
-uint64_t ReturnIdleTransferObjectsIfDue() {
-  uint64_t now = CoarseMonotonicNs();
+// Whether the caller may run the idle pass due at `now`: at most one per
+// kIdleReturnPeriodNs, whoever asks.
+bool ClaimIdlePass(uint64_t now) {
   uint64_t next = g_next_idle_return_ns.load(std::memory_order_relaxed);
-  if (now + kIdleReturnSlackNs < next) return 0;
+  if (now + kIdleReturnSlackNs < next) return false;
   if (!g_next_idle_return_ns.compare_exchange_strong(next, now + kIdleReturnPeriodNs,
                                                      std::memory_order_relaxed)) {
-    return 0;  // another thread runs this pass
+    return false;  // another thread runs this pass
   }
-  if (next == 0) return 0;  // the first interval starts now
+  return next != 0;  // 0: the first interval starts now
+}
+
+uint64_t ReturnIdleTransferObjectsNow() {
   uint64_t moved = 0;
   ForEachTransferCache([&](TransferCache& t) { moved += static_cast<uint64_t>(t.ReturnIdle()); });
   return moved;
+}
+
+uint64_t ReturnIdleTransferObjectsIfDue() {
+  return ClaimIdlePass(CoarseMonotonicNs()) ? ReturnIdleTransferObjectsNow() : 0;
+}
+
+// Bytes the program's own calls released from idle classes' partly used
+// slabs (IdlePassInCall), for the report.
+constinit std::atomic<uint64_t> g_inside_released_in_calls{0};
+
+// With no maintenance thread (a single-threaded process,
+// RSEQMALLOC_BACKGROUND_THREAD=0, RSEQMALLOC_CACHE=none, a fork child),
+// RemoveBatch and InsertBatch run its idle passes themselves, at most once
+// a second: idle transfer-cache objects go back to the spans, and idle
+// classes give back the pages of free objects in their partly used slabs.
+// Without the second, a single-threaded program never got those pages
+// back.
+void IdlePassInCall() {
+  uint64_t now = CoarseMonotonicNs();
+  if (!ClaimIdlePass(now)) return;
+  ReturnIdleTransferObjectsNow();
+  uint64_t released = 0;
+  ReleaseInsideIdleFreeObjects(now, &released);
+  if (released != 0) g_inside_released_in_calls.fetch_add(released, std::memory_order_relaxed);
 }
 
 bool ValidClass(uint32_t cls) { return cls >= 1 && cls < kNumClasses; }
@@ -166,7 +194,7 @@ void InitCentralHeap() {
 int RemoveBatch(uint32_t cls, void** out, int n) {
   InitCentralHeap();
   if (!ValidClass(cls) || n <= 0) return 0;
-  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
+  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) IdlePassInCall();
   int shard = TransferShard();
   int ask[kMaxTransferShards - 1];
   int count = ShardsToAsk(g_occupied[cls].bits.load(std::memory_order_relaxed), shard, ask);
@@ -179,7 +207,7 @@ void InsertBatch(uint32_t cls, void* const* items, int n) {
   InitCentralHeap();
   if (!ValidClass(cls)) Crash("InsertBatch: invalid size class");
   if (n <= 0) return;
-  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) ReturnIdleTransferObjectsIfDue();
+  if (g_idle_return_in_calls.load(std::memory_order_relaxed)) IdlePassInCall();
   g_transfer[TransferShard()][cls].InsertRange(items, n);
 }
 
@@ -284,7 +312,7 @@ uint64_t ReturnIdleTransferObjects() {
 namespace {
 
 // What ReleaseInsideIdleFreeObjects last saw of each list: its activity,
-// and since when (only the maintenance thread calls it).
+// and since when (one caller at a time: g_inside_pass_lock).
 struct IdleWatch {
   uint64_t activity;
   uint64_t since_ns;
@@ -294,11 +322,11 @@ constinit IdleWatch g_idle_watch[kNumClasses] = {};
 // after the delay, and never sooner than this (with a delay of 0 the thread
 // would otherwise spin on a list in use).
 constexpr uint64_t kInsideRetryNs = 100'000'000;
+// The maintenance thread runs the pass, or a program's call while there is
+// no thread (IdlePassInCall); both at once only while the thread starts.
+constinit SpinLock g_inside_pass_lock;
 
-}  // namespace
-
-uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
-  InitCentralHeap();
+uint64_t ReleaseInsideIdleFreeObjectsLocked(uint64_t now, uint64_t* released) {
   uint64_t delay = g_page_heap.release_delay();
   uint64_t next = UINT64_MAX;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
@@ -316,6 +344,20 @@ uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
     }
   }
   return next;
+}
+
+}  // namespace
+
+uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
+  InitCentralHeap();
+  if (!g_inside_pass_lock.TryLock()) return now + kInsideRetryNs;
+  uint64_t next = ReleaseInsideIdleFreeObjectsLocked(now, released);
+  g_inside_pass_lock.Unlock();
+  return next;
+}
+
+uint64_t InsideReleasedInCalls() {
+  return g_inside_released_in_calls.load(std::memory_order_relaxed);
 }
 
 void GetCentralStats(CentralStats* out) {

@@ -156,8 +156,9 @@ uint64_t TransferCacheObjects();
 inline constexpr uint64_t kIdleReturnPeriodNs = 1'000'000'000;
 uint64_t ReturnIdleTransferObjects();
 
-// For the maintenance thread, at `now`: every class gives back the OS
-// pages of its partly used slabs that hold nothing live (inside free
+// For the maintenance thread, at `now` (and, while there is none, for
+// RemoveBatch / InsertBatch with the idle passes above): every class gives
+// back the OS pages of its partly used slabs that hold nothing live (inside free
 // objects, or touched only by free objects; see
 // CentralFreeList::ReleaseInsideFreeObjects) once its central list has
 // had no batch for the page heap's release delay, counted from the first
@@ -166,6 +167,10 @@ uint64_t ReturnIdleTransferObjects();
 // Adds the bytes to *released; returns when to call again (UINT64_MAX:
 // every such list is released as it stands, or unused).
 uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released);
+// What RemoveBatch / InsertBatch released that way themselves while no
+// maintenance thread ran (bytes, since the start): with no thread, they
+// run the idle passes at most once per kIdleReturnPeriodNs.
+uint64_t InsideReleasedInCalls();
 
 
 // pthread_atfork handlers: prepare takes every central lock in the order

@@ -196,6 +196,11 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
       .Dec(r.released_growth_bytes).Str(" for fresh pages, ").Dec(r.released_cap_bytes)
       .Str(" over the cap, ").Dec(r.released_trim_bytes).Str(" by malloc_trim (bytes)\n")
       .Flush(fd);
+  if (uint64_t in_calls = InsideReleasedInCalls(); in_calls != 0) {
+    line.Str("    by the program's own calls (no maintenance thread): ").Dec(in_calls)
+        .Str(" bytes of free objects in partly used slabs\n")
+        .Flush(fd);
+  }
   if (central.system_unmapped_bytes_total != 0) {
     line.Str("    unmapped: ").Dec(central.system_unmapped_bytes_total)
         .Str(" bytes of address space (a mapping was refused, or a chunk's unused tail)\n")

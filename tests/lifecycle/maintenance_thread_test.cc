@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -185,61 +186,116 @@ TEST(MaintenanceThread, ReturnsPagesInsideFreeBlocksOfPartlyUsedSlabs) {
 // slab, and the OS page after it holds only free blocks. The thread returns
 // those pages once the class has been idle for the delay; the live blocks
 // keep their contents, and the freed blocks come back to the program.
-TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
-  if (!MaintenanceThreadAllowed()) GTEST_SKIP() << "no maintenance thread in this mode";
-  IdleThread other;
-  constexpr size_t kSize = 256;
-  constexpr int kCount = 120000;  // 30 MiB: far more than the caches hold
-  static char* blocks[kCount];
-  for (auto& b : blocks) {
-    b = static_cast<char*>(malloc(kSize));
-    ASSERT_NE(b, nullptr);
-    memset(b, 0x6b, kSize);
-  }
-  // Keep the block at the start of each slab, free the others: the kept
-  // slabs' second OS pages hold free blocks only.
-  int kept = 0;
-  for (auto& b : blocks) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(b);
-    if (a % 8192 == 0) {
-      ++kept;
-      continue;
+// 120,000 blocks of 256 B (30 MiB: far more than the caches hold), each
+// filled with 0x6b; the block at the start of each 8 KiB slab is kept and
+// the others freed, so the kept slabs' second OS pages hold free blocks
+// only.
+class SlabsKeptByTheirFirstBlock {
+ public:
+  static constexpr size_t kSize = 256;
+  static constexpr int kCount = 120000;
+
+  void Fill() {
+    for (auto& b : blocks_) {
+      b = static_cast<char*>(malloc(kSize));
+      ASSERT_NE(b, nullptr);
+      memset(b, 0x6b, kSize);
     }
-    free(b);
-    b = nullptr;
+    for (auto& b : blocks_) {
+      if (reinterpret_cast<uintptr_t>(b) % 8192 == 0) {
+        ++kept_;
+        continue;
+      }
+      free(b);
+      b = nullptr;
+    }
+    ASSERT_GT(kept_, kCount / 64);
   }
-  ASSERT_GT(kept, kCount / 64);
-  auto resident_second_pages = [&] {
+  int kept() const { return kept_; }
+  int ResidentSecondPages() const {
     int n = 0;
-    for (char* b : blocks) {
+    for (char* b : blocks_) {
       if (b != nullptr && PageResident(reinterpret_cast<uintptr_t>(b) + 4096)) ++n;
     }
     return n;
-  };
-  ASSERT_GT(resident_second_pages(), kept / 2);
+  }
+  void ExpectKeptIntact() const {
+    for (char* b : blocks_) {
+      if (b == nullptr) continue;
+      for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
+    }
+  }
+  void FreeKept() {
+    for (char*& b : blocks_) {
+      free(b);
+      b = nullptr;
+    }
+  }
+
+ private:
+  char* blocks_[kCount] = {};
+  int kept_ = 0;
+};
+
+TEST(MaintenanceThread, ReturnsPagesOfFreeSmallBlocksOfPartlyUsedSlabs) {
+  if (!MaintenanceThreadAllowed()) GTEST_SKIP() << "no maintenance thread in this mode";
+  IdleThread other;
+  static SlabsKeptByTheirFirstBlock slabs;
+  ASSERT_NO_FATAL_FAILURE(slabs.Fill());
+  const int kept = slabs.kept();
+  ASSERT_GT(slabs.ResidentSecondPages(), kept / 2);
   ChurnLargeBlocks();  // wakes the thread (central lists alone do not)
-  int resident = PollUntilAtMost(kept / 4, resident_second_pages);
+  int resident = PollUntilAtMost(kept / 4, [] { return slabs.ResidentSecondPages(); });
   EXPECT_LE(resident, kept / 4) << "of " << kept << " slabs' second pages";
-  for (char* b : blocks) {
-    if (b == nullptr) continue;
-    for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
-  }
+  ASSERT_NO_FATAL_FAILURE(slabs.ExpectKeptIntact());
   // The freed blocks are handed out again, distinct and usable.
-  static char* again[kCount];
+  static char* again[SlabsKeptByTheirFirstBlock::kCount];
   for (auto& b : again) {
-    b = static_cast<char*>(malloc(kSize));
+    b = static_cast<char*>(malloc(SlabsKeptByTheirFirstBlock::kSize));
     ASSERT_NE(b, nullptr);
-    memset(b, 0x2c, kSize);
+    memset(b, 0x2c, SlabsKeptByTheirFirstBlock::kSize);
   }
-  for (char* b : blocks) {
-    if (b == nullptr) continue;
-    for (size_t j = 0; j < kSize; ++j) ASSERT_EQ(b[j], 0x6b);
-  }
+  ASSERT_NO_FATAL_FAILURE(slabs.ExpectKeptIntact());
   std::vector<char*> sorted(std::begin(again), std::end(again));
   std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(std::adjacent_find(sorted.begin(), sorted.end()), sorted.end()) << "a block twice";
   for (char* b : again) free(b);
-  for (char* b : blocks) free(b);
+  slabs.FreeKept();
+}
+
+// Without a maintenance thread (RSEQMALLOC_BACKGROUND_THREAD=0,
+// RSEQMALLOC_CACHE=none, or a single-threaded process), the program's own
+// batches run the idle passes, at most once a second: a class left idle
+// for the delay gives back the pages of its free small blocks while the
+// program goes on allocating other sizes.
+TEST(MaintenanceThread, WithoutTheThreadProgramCallsReturnPagesOfFreeSmallBlocks) {
+  if (MaintenanceThreadAllowed()) GTEST_SKIP() << "the maintenance thread does this here";
+  static SlabsKeptByTheirFirstBlock slabs;
+  ASSERT_NO_FATAL_FAILURE(slabs.Fill());
+  const int kept = slabs.kept();
+  ASSERT_GT(slabs.ResidentSecondPages(), kept / 2);
+  // Other work: 6 MiB of 64-byte blocks at a time, more than a per-CPU
+  // cache holds, so that batches reach the transfer caches (the passes run
+  // there; a program whose work fits its cache makes no batches and gets
+  // no passes, as with the transfer caches' idle return).
+  static void* other[100000];
+  int resident = PollUntilAtMost(kept / 4, [] {
+    for (auto& p : other) p = malloc(64);
+    for (auto* p : other) free(p);
+    return slabs.ResidentSecondPages();
+  });
+  EXPECT_LE(resident, kept / 4) << "of " << kept << " slabs' second pages";
+  // The report tells these releases from the thread's.
+  int fd = memfd_create("report", 0);
+  ASSERT_GE(fd, 0);
+  rseqmalloc_stats_print(fd);
+  std::string report(1 << 16, '\0');
+  report.resize(static_cast<size_t>(std::max<ssize_t>(0, pread(fd, report.data(), report.size(), 0))));
+  close(fd);
+  EXPECT_NE(report.find("by the program's own calls (no maintenance thread): "), std::string::npos)
+      << report;
+  ASSERT_NO_FATAL_FAILURE(slabs.ExpectKeptIntact());
+  slabs.FreeKept();
 }
 
 // Exit codes of the forked child, so a failure says which check it was.
