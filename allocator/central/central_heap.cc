@@ -356,6 +356,9 @@ uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released) {
   return next;
 }
 
+bool TryLockInsidePassForTesting() { return g_inside_pass_lock.TryLock(); }
+void UnlockInsidePassForTesting() { g_inside_pass_lock.Unlock(); }
+
 uint64_t InsideReleasedInCalls() {
   return g_inside_released_in_calls.load(std::memory_order_relaxed);
 }
@@ -441,6 +444,10 @@ void LockAllForFork() {
 }
 
 void UnlockAllAfterFork(bool child) {
+  // The idle pass may have been running on another thread, which the child
+  // does not have: nobody would ever release its lock there. (Not taken
+  // before fork: a pass runs for milliseconds.)
+  if (child) g_inside_pass_lock.Unlock();
   if (child) g_page_heap.ReclaimReleasingLocked();
   SystemUnlockAfterFork();
   ArenaUnlockAfterFork();

@@ -171,6 +171,10 @@ uint64_t ReleaseInsideIdleFreeObjects(uint64_t now, uint64_t* released);
 // maintenance thread ran (bytes, since the start): with no thread, they
 // run the idle passes at most once per kIdleReturnPeriodNs.
 uint64_t InsideReleasedInCalls();
+// For tests: the lock ReleaseInsideIdleFreeObjects runs under, taken as a
+// pass on another thread would hold it.
+bool TryLockInsidePassForTesting();
+void UnlockInsidePassForTesting();
 
 
 // pthread_atfork handlers: prepare takes every central lock in the order

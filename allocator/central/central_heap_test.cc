@@ -414,6 +414,36 @@ TEST(CentralHeap, ForkWhileBusy) {
   CheckedStats();
 }
 
+// A fork while another thread is in the middle of the idle pass over idle
+// classes (which holds its own lock, not one LockAllForFork takes): the
+// child, which has no such thread, may still run the pass.
+TEST(CentralHeap, ForkChildMayRunTheIdlePassAnotherThreadWasRunning) {
+  std::atomic<bool> held{false}, done{false};
+  std::thread pass([&] {
+    while (!TryLockInsidePassForTesting()) std::this_thread::yield();
+    held.store(true);
+    while (!done.load()) std::this_thread::yield();
+    UnlockInsidePassForTesting();
+  });
+  while (!held.load()) std::this_thread::yield();
+  LockAllForFork();
+  pid_t pid = fork();
+  if (pid == 0) {
+    UnlockAllAfterFork(/*child=*/true);
+    if (!TryLockInsidePassForTesting()) _exit(1);
+    UnlockInsidePassForTesting();
+    _exit(0);
+  }
+  UnlockAllAfterFork(/*child=*/false);
+  done.store(true);
+  pass.join();
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child found the pass's lock held";
+}
+
 // Runs the calling thread on `cpu` only; false when it may not.
 bool PinTo(int cpu) {
   cpu_set_t set;
