@@ -194,14 +194,14 @@ void CentralFreeList::Release(void* object, Span** to_free, int* num_to_free) {
   // transfer cache overflows, never on the fast path): an interior pointer,
   // and the same object freed twice in a row (its two copies drain to the
   // central list together, so the second finds the first at the head).
-  if ((reinterpret_cast<uintptr_t>(object) - span->start_address()) % ClassToSize(cls_) != 0) {
+  uintptr_t offset = reinterpret_cast<uintptr_t>(object) - span->start_address();
+  if (offset % ClassToSize(cls_) != 0) {
     CrashWithPointer("free(): invalid pointer (not the start of an object)", object);
   }
   if (object == span->freelist) CrashWithPointer("free(): double free", object);
   // An object of a released page is free (off the list until the page is
   // taken back): the same test catches any second free of it.
-  if (span->released_pages != 0 &&
-      (span->released_pages >> ((reinterpret_cast<uintptr_t>(object) - span->start_address()) / kOsPage) & 1)) {
+  if (span->released_pages >> (offset / kOsPage) & 1) {
     CrashWithPointer("free(): double free", object);
   }
   *static_cast<void**>(object) = span->freelist;

@@ -147,10 +147,6 @@ uint64_t ReturnIdleTransferObjectsNow() {
   return moved;
 }
 
-uint64_t ReturnIdleTransferObjectsIfDue() {
-  return ClaimIdlePass(CoarseMonotonicNs()) ? ReturnIdleTransferObjectsNow() : 0;
-}
-
 // Bytes the program's own calls released from idle classes' partly used
 // slabs (IdlePassInCall), for the report.
 constinit std::atomic<uint64_t> g_inside_released_in_calls{0};
@@ -306,7 +302,7 @@ uint64_t TransferCacheObjects() {
 
 uint64_t ReturnIdleTransferObjects() {
   InitCentralHeap();
-  return ReturnIdleTransferObjectsIfDue();
+  return ClaimIdlePass(CoarseMonotonicNs()) ? ReturnIdleTransferObjectsNow() : 0;
 }
 
 namespace {
@@ -447,8 +443,10 @@ void UnlockAllAfterFork(bool child) {
   // The idle pass may have been running on another thread, which the child
   // does not have: nobody would ever release its lock there. (Not taken
   // before fork: a pass runs for milliseconds.)
-  if (child) g_inside_pass_lock.Unlock();
-  if (child) g_page_heap.ReclaimReleasingLocked();
+  if (child) {
+    g_inside_pass_lock.Unlock();
+    g_page_heap.ReclaimReleasingLocked();
+  }
   SystemUnlockAfterFork();
   ArenaUnlockAfterFork();
   g_page_heap.Unlock();

@@ -74,7 +74,9 @@ struct MaintenanceStats {
   uint64_t wakeups;         // returns from sleep
   uint64_t passes;          // cache passes run
   uint64_t released_bytes;  // pages it returned to the OS
-  uint64_t inside_released_bytes;  // of which pages of free objects in partly used slabs (central_heap.h)
+  // Of released_bytes, the pages of free objects in partly used slabs
+  // (central_heap.h).
+  uint64_t inside_released_bytes;
   uint64_t transfer_objects_returned;
   uint64_t ids_drained;
 };

@@ -1,5 +1,5 @@
-// What the page heap's tests share: the books' balance and the resident
-// part of a range, read from the kernel.
+// What the page heap's tests share: the books' balance, the resident part
+// of a range, read from the kernel, and the span a pointer lies in.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_PAGE_HEAP_TEST_UTIL_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_PAGE_HEAP_TEST_UTIL_H_
 
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "allocator/pages/page_heap.h"
+#include "allocator/pages/pagemap.h"
 
 namespace rseqmalloc::internal {
 
@@ -29,6 +30,11 @@ inline size_t ResidentBytes(void* p, size_t bytes) {
   size_t n = 0;
   for (unsigned char v : vec) n += v & 1;
   return n * os_page;
+}
+
+// The span the pagemap names for p's page.
+inline Span* SpanOf(const void* p) {
+  return g_pagemap.GetSpan(reinterpret_cast<uintptr_t>(p) >> kPageShift);
 }
 
 }  // namespace rseqmalloc::internal

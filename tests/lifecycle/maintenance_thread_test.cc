@@ -290,7 +290,8 @@ TEST(MaintenanceThread, WithoutTheThreadProgramCallsReturnPagesOfFreeSmallBlocks
   ASSERT_GE(fd, 0);
   rseqmalloc_stats_print(fd);
   std::string report(1 << 16, '\0');
-  report.resize(static_cast<size_t>(std::max<ssize_t>(0, pread(fd, report.data(), report.size(), 0))));
+  ssize_t got = pread(fd, report.data(), report.size(), 0);
+  report.resize(got > 0 ? static_cast<size_t>(got) : 0);
   close(fd);
   EXPECT_NE(report.find("by the program's own calls (no maintenance thread): "), std::string::npos)
       << report;
