@@ -377,6 +377,8 @@ void GetCentralStats(CentralStats* out) {
       t.outstanding += shard.outstanding;
       t.lock_contended += shard.lock_contended;
       t.from_other_shards += shard.from_other_shards;
+      t.to_central += shard.to_central;
+      t.from_central += shard.from_central;
     }
     CentralClassStats& k = out->per_class[cls];
     size_t size = ClassToSize(cls);
@@ -390,6 +392,8 @@ void GetCentralStats(CentralStats* out) {
     k.transfer_lock_contended = t.lock_contended;
     k.central_lock_contended = c.lock_contended;
     k.transfer_from_other_shards = t.from_other_shards;
+    k.transfer_to_central = t.to_central;
+    k.transfer_from_central = t.from_central;
     out->central_free_bytes += k.central_free_objects * size;
     out->transfer_cache_bytes += k.transfer_objects * size;
     out->small_in_use_bytes += k.in_use_objects * size;

@@ -498,6 +498,8 @@ TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
   EXPECT_EQ(std::set<void*>(again, again + kN), std::set<void*>(objs, objs + kN));
   EXPECT_EQ(after.per_class[cls].transfer_from_other_shards,
             before.per_class[cls].transfer_from_other_shards + kN);
+  EXPECT_EQ(after.per_class[cls].transfer_from_central,
+            before.per_class[cls].transfer_from_central);  // no trip through the spans
   InsertBatch(cls, again, kN);
 }
 

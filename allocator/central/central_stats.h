@@ -36,6 +36,8 @@ struct CentralClassStats {
   uint64_t central_lock_contended;   //   wait, since the start
   uint64_t transfer_from_other_shards;  // objects refills took from another
                                         //   CPU shard's transfer cache
+  uint64_t transfer_to_central;    // objects full transfer caches sent to the
+  uint64_t transfer_from_central;  //   central list / refills took from it
 };
 
 struct CentralStats {

@@ -108,6 +108,7 @@ int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbou
   if (more > 0) {
     lock_.Lock();
     outstanding_ += more;
+    from_central_ += static_cast<uint64_t>(more);
     lock_.Unlock();
   }
   return got + more;
@@ -121,7 +122,10 @@ void TransferCache::InsertRange(void* const* items, int n) {
   CopyBatch(Top() - put, items, put);  // items[0] ends on top
   SetCount(count_ + put);
   outstanding_ -= n;
-  if (put < n) overflowed_ = true;
+  if (put < n) {
+    overflowed_ = true;
+    to_central_ += static_cast<uint64_t>(n - put);
+  }
   lock_.Unlock();
   if (put < n) central_->InsertRange(items + put, n - put);
 }
@@ -192,6 +196,8 @@ void TransferCache::GetStatsLocked(TransferCacheStats* out) const {
   out->outstanding = outstanding_;
   out->lock_contended = lock_.contended();
   out->from_other_shards = from_other_shards_;
+  out->to_central = to_central_;
+  out->from_central = from_central_;
 }
 
 }  // namespace rseqmalloc::internal

@@ -68,6 +68,13 @@ struct TransferCacheStats {
   // Objects its refills took from the other shards' caches, since the
   // start: blocks another CPU freed, whose lines that CPU may still hold.
   uint64_t from_other_shards;
+  // Since the start: objects its frees sent on to the central list because
+  // it was full (not idle returns or drains), and objects its refills had
+  // to take from the central list after the other shards (freed ones, or
+  // fresh from a new slab). What goes down and comes back up again is the
+  // round trip through the spans that growth answers.
+  uint64_t to_central;
+  uint64_t from_central;
 };
 
 class alignas(64) TransferCache {
@@ -160,6 +167,8 @@ class alignas(64) TransferCache {
   int low_water_ = 0;  // fewest objects cached since the last ReturnIdle
   int64_t outstanding_ = 0;
   uint64_t from_other_shards_ = 0;
+  uint64_t to_central_ = 0;
+  uint64_t from_central_ = 0;
   CentralFreeList* central_ = nullptr;
   std::atomic<uint32_t>* occupied_ = nullptr;
   uint32_t occupied_bit_ = 0;

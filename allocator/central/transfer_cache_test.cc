@@ -152,21 +152,28 @@ TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
   ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls));
   int n = 2 * cap;
   std::vector<void*> objs(n);
+  const auto down = [&] { return StatsOf(f.cache).to_central; };
+  const auto up = [&] { return StatsOf(f.cache).from_central; };
   ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
   EXPECT_EQ(StatsOf(f.cache).grows, 0u);  // nothing overflowed yet
+  EXPECT_EQ(up(), static_cast<uint64_t>(n));  // fresh from the spans
   f.cache.InsertRange(objs.data(), n);
   EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(cap));
   EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(cap));  // the rest went back
+  EXPECT_EQ(down(), static_cast<uint64_t>(n - cap));
 
   ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
   EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(2 * cap));
   EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  EXPECT_EQ(up(), static_cast<uint64_t>(n + n - cap));  // the round trip's way up
   f.cache.InsertRange(objs.data(), n);
   EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n));
   EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(n));  // none went down
   ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
   EXPECT_EQ(CentralOut(f.central), static_cast<uint64_t>(n));
   EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  EXPECT_EQ(down(), static_cast<uint64_t>(n - cap));  // no more round trips
+  EXPECT_EQ(up(), static_cast<uint64_t>(n + n - cap));
   EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), static_cast<size_t>(n));
 
   // Idle for a whole interval: the objects go back and the capacity halves.
@@ -176,6 +183,7 @@ TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
   EXPECT_EQ(f.cache.ReturnIdle(), n);
   EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
   EXPECT_EQ(StatsOf(f.cache).objects, 0u);
+  EXPECT_EQ(down(), static_cast<uint64_t>(n - cap));  // an idle return is no overflow
   CentralFreeListStats c;
   f.central.GetStats(&c);
   EXPECT_EQ(c.out_objects, 0u);

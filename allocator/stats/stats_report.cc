@@ -153,9 +153,11 @@ void PrintClassSection(const CentralStats& central, int fd) {
   line.Str("  per size class (\"out\": held by the program or a front-end cache):\n").Flush(fd);
   line.Str("  (cpu: misses, capacity stolen from it, batches evicted from it; lock waits:"
            " transfer cache, central list;\n   from shards: objects refills took from"
-           " another CPU shard's transfer cache)\n").Flush(fd);
+           " another CPU shard's transfer cache;\n   to spans, from spans: objects full"
+           " transfer caches sent down to the central list, objects refills\n   took"
+           " from it, freed or fresh)\n").Flush(fd);
   line.Str("    class     size    slabs     out  transfer  central  cpu misses  stolen"
-           "  evicted  waits tc  waits cl  from shards\n").Flush(fd);
+           "  evicted  waits tc  waits cl  from shards    to spans  from spans\n").Flush(fd);
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
     const CentralClassStats& c = central.per_class[cls];
     const uint64_t misses = g_cpu_cache.ClassMisses(cls);
@@ -166,7 +168,8 @@ void PrintClassSection(const CentralStats& central, int fd) {
         .PaddedDec(c.central_free_objects, 9).PaddedDec(misses, 12)
         .PaddedDec(lost.steals, 8).PaddedDec(lost.evictions, 9)
         .PaddedDec(c.transfer_lock_contended, 10).PaddedDec(c.central_lock_contended, 10)
-        .PaddedDec(c.transfer_from_other_shards, 13).Str("\n").Flush(fd);
+        .PaddedDec(c.transfer_from_other_shards, 13).PaddedDec(c.transfer_to_central, 12)
+        .PaddedDec(c.transfer_from_central, 12).Str("\n").Flush(fd);
   }
 }
 
