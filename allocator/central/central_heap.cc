@@ -193,10 +193,13 @@ int RemoveBatch(uint32_t cls, void** out, int n) {
   if (g_idle_return_in_calls.load(std::memory_order_relaxed)) IdlePassInCall();
   int shard = TransferShard();
   int ask[kMaxTransferShards - 1];
-  int count = ShardsToAsk(g_occupied[cls].bits.load(std::memory_order_relaxed), shard, ask);
+  TransferCache& own = g_transfer[shard][cls];
+  int count = own.Robbed()
+                  ? 0
+                  : ShardsToAsk(g_occupied[cls].bits.load(std::memory_order_relaxed), shard, ask);
   TransferCache* others[kMaxTransferShards - 1];
   for (int i = 0; i < count; ++i) others[i] = &g_transfer[ask[i]][cls];
-  return g_transfer[shard][cls].RemoveRange(out, n, others, count);
+  return own.RemoveRange(out, n, others, count);
 }
 
 void InsertBatch(uint32_t cls, void* const* items, int n) {

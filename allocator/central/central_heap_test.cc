@@ -503,6 +503,52 @@ TEST(CentralHeap, ObjectsFreedOnOneCpuServeARefillOnAnother) {
   InsertBatch(cls, again, kN);
 }
 
+// Shards that rob each other in a ring: a shard that other CPUs' refills
+// emptied (kTransferCacheRingBatches batches or more since its own CPU last
+// freed into it) takes its next refills from the central list, not from
+// the shard whose objects it would pass the shortfall on to; once its own
+// CPU frees into it again, it takes from other shards as before.
+TEST(CentralHeap, AShardOthersEmptiedLeavesTheOtherShardsAlone) {
+  std::vector<int> cpus = TwoAllowedCpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  RestoreAffinity restore;
+  uint32_t cls = SizeToClass(240);
+  const int ring = kTransferCacheRingBatches * ClassToBatch(cls);
+  const int k = ClassToBatch(cls);
+  std::vector<void*> mine(static_cast<size_t>(ring));
+  std::vector<void*> theirs(static_cast<size_t>(ring));
+  std::vector<void*> kept(static_cast<size_t>(k));
+
+  ASSERT_TRUE(PinTo(cpus[0]));
+  ASSERT_EQ(RemoveBatch(cls, mine.data(), ring), ring);
+  InsertBatch(cls, mine.data(), ring);  // cpu 0's shard holds them
+  ASSERT_TRUE(PinTo(cpus[1]));
+  ASSERT_EQ(RemoveBatch(cls, theirs.data(), ring), ring);  // all of cpu 0's
+  ASSERT_EQ(RemoveBatch(cls, kept.data(), k), k);
+  InsertBatch(cls, kept.data(), k);  // cpu 1's shard holds k
+
+  CentralStats before = CheckedStats();
+  ASSERT_TRUE(PinTo(cpus[0]));
+  void* got[2];
+  ASSERT_EQ(RemoveBatch(cls, got, 1), 1);
+  CentralStats after = CheckedStats();
+  EXPECT_EQ(after.per_class[cls].transfer_from_other_shards,
+            before.per_class[cls].transfer_from_other_shards);
+  EXPECT_EQ(after.per_class[cls].transfer_from_central,
+            before.per_class[cls].transfer_from_central + 1);
+  EXPECT_EQ(after.per_class[cls].transfer_objects, static_cast<uint64_t>(k));  // still cpu 1's
+
+  InsertBatch(cls, got, 1);  // cpu 0 frees into its shard again
+  ASSERT_EQ(RemoveBatch(cls, got, 2), 2);  // its own object, then one of cpu 1's
+  CentralStats last = CheckedStats();
+  EXPECT_EQ(last.per_class[cls].transfer_from_other_shards,
+            after.per_class[cls].transfer_from_other_shards + 1);
+  EXPECT_EQ(last.per_class[cls].transfer_from_central, after.per_class[cls].transfer_from_central);
+
+  InsertBatch(cls, got, 2);
+  InsertBatch(cls, theirs.data(), ring);
+}
+
 // A transfer cache that grew for round trips and then sat idle gives its
 // objects back while the program keeps allocating other classes, with no
 // maintenance thread (this binary has none): passes run from the batch

@@ -53,7 +53,12 @@ void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, i
   grown_capacity_ = SlotsFor(cls, shards, may_grow);
   slots_ = slots;
   end_ = slots + grown_capacity_;
-  capacity_ = base_capacity_;
+  // Grown from the start: round trips begin with a program's first rounds,
+  // and on many CPUs a shard grew only when every other shard was empty
+  // too, which rarely happens. Idle intervals still halve it down to the
+  // base capacity (ReturnIdle), and round trips grow it back.
+  capacity_ = grown_capacity_;
+  ring_objects_ = kTransferCacheRingBatches * ClassToBatch(cls);
 }
 
 int TransferCache::TakeLocked(void** out, int n) {
@@ -69,7 +74,10 @@ int TransferCache::TakeCached(void** out, int n) {
   // every other shard of its class. A stale read only skips a cache.
   if (__atomic_load_n(&count_, __ATOMIC_RELAXED) == 0) return 0;
   SpinLockHolder h(&lock_);
-  return TakeLocked(out, n);
+  int took = TakeLocked(out, n);
+  lost_to_others_.store(lost_to_others_.load(std::memory_order_relaxed) + took,
+                        std::memory_order_relaxed);
+  return took;
 }
 
 // A refill that has to go to the central list after frees overflowed into
@@ -122,6 +130,9 @@ void TransferCache::InsertRange(void* const* items, int n) {
   CopyBatch(Top() - put, items, put);  // items[0] ends on top
   SetCount(count_ + put);
   outstanding_ -= n;
+  if (lost_to_others_.load(std::memory_order_relaxed) != 0) {
+    lost_to_others_.store(0, std::memory_order_relaxed);
+  }
   if (put < n) {
     overflowed_ = true;
     to_central_ += static_cast<uint64_t>(n - put);

@@ -6,21 +6,26 @@
 // then from the other shards' caches that hold objects (an occupancy word
 // per class names them: transfer_shards.h), then from the central list, so
 // objects stay near the core that freed them and nothing strands in a
-// shard. Each shard starts with the capacity below; the grown limit is
-// shared out among them.
+// shard. A shard that the other shards' refills emptied (Robbed) takes
+// from the central list instead, until its own CPUs free into it again:
+// otherwise shards whose CPUs free and allocate alike rob each other in a
+// ring, each taking what the next needs, round after round
+// (docs/design.md, "Shards that rob each other in a ring").
 //
-// Capacity: up to kTransferCacheBatches (512) batches of the class, but at
-// most kTransferCacheMaxBytes (1 MiB) of objects, and never less than two
-// batches. So small classes cache up to 16384 objects (a program that frees
-// ten thousand 64-byte objects on one CPU and allocates them on another
-// moves them without touching a span), and big classes a few objects.
+// Base capacity: up to kTransferCacheBatches (512) batches of the class,
+// but at most kTransferCacheMaxBytes (1 MiB) of objects, and never less
+// than two batches. So small classes cache up to 16384 objects (a program
+// that frees ten thousand 64-byte objects on one CPU and allocates them on
+// another moves them without touching a span), and big classes a few
+// objects.
 //
-// A class of objects up to kTransferCacheGrowMaxObjectBytes (1 KiB) whose
-// objects make round trips through the span lists grows its cache: when,
-// since the last growth, frees overflowed into the central list and a
-// refill then had to take from it, the capacity doubles, up to
-// kTransferCacheGrownBatches (32768) batches or kTransferCacheGrownBytes
-// (16 MiB) of objects, shared out among the class's shards. (Bigger
+// A class of objects up to kTransferCacheGrowMaxObjectBytes (1 KiB) may
+// grow its caches, up to kTransferCacheGrownBatches (32768) batches or
+// kTransferCacheGrownBytes (16 MiB) of objects, shared out among the
+// class's shards; each shard starts grown. When objects make round trips
+// through the span lists (since the last growth, frees overflowed into the
+// central list and a refill then had to take from it) a shrunk capacity
+// doubles again. (Bigger
 // objects cost little per byte on the span lists, and a cache of them would
 // keep whole spans from the page heap.) A program that frees a hundred
 // thousand small blocks and allocates as many again (SmartHeap's sh6bench
@@ -58,6 +63,10 @@ inline constexpr int kTransferCacheGrownBatches = 32768;
 inline constexpr size_t kTransferCacheGrownBytes = size_t{16} << 20;
 inline constexpr size_t kTransferCacheGrowMaxObjectBytes = 1024;
 inline constexpr size_t kTransferCacheShardGrownBytes = size_t{4} << 20;
+// A shard that other shards' refills took this many of its class's batches
+// from, since its own CPUs last freed into it, no longer takes from other
+// shards (Robbed).
+inline constexpr int kTransferCacheRingBatches = 64;
 
 struct TransferCacheStats {
   uint64_t objects;     // cached now
@@ -117,6 +126,17 @@ class alignas(64) TransferCache {
   int RemoveRange(void** out, int n, TransferCache* const* neighbours, int count);
   void InsertRange(void* const* items, int n);
 
+  // Objects the refills of other shards took from this cache since its own
+  // CPUs last freed into it (InsertRange). Read without the lock.
+  int LostToOthers() const { return lost_to_others_.load(std::memory_order_relaxed); }
+  // Whether this shard's refills should leave the other shards alone: it
+  // lost kTransferCacheRingBatches batches to them since its own CPUs last
+  // freed into it. Its own CPUs then take objects back at about the rate
+  // they free them, and what it lacks is what others took: taking it back
+  // from a third shard passes the shortfall on, round after round
+  // (docs/design.md, "Shards that rob each other in a ring").
+  bool Robbed() const { return ring_objects_ > 0 && LostToOthers() >= ring_objects_; }
+
   // Sends every cached object to the central free list; the capacity goes
   // back to CapacityFor.
   void Drain();
@@ -165,6 +185,7 @@ class alignas(64) TransferCache {
   bool grew_ = false;        // the capacity grew in this interval
   uint64_t grows_ = 0;
   int low_water_ = 0;  // fewest objects cached since the last ReturnIdle
+  std::atomic<int> lost_to_others_{0};  // written under the lock
   int64_t outstanding_ = 0;
   uint64_t from_other_shards_ = 0;
   uint64_t to_central_ = 0;
@@ -172,6 +193,9 @@ class alignas(64) TransferCache {
   CentralFreeList* central_ = nullptr;
   std::atomic<uint32_t>* occupied_ = nullptr;
   uint32_t occupied_bit_ = 0;
+  // kTransferCacheRingBatches batches, set by Init. Zero-initialised, so
+  // that the caches' arrays stay in .bss (untouched pages, not the file's).
+  int ring_objects_ = 0;
 };
 
 }  // namespace rseqmalloc::internal

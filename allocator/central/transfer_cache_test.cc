@@ -43,6 +43,15 @@ TEST(TransferCache, GrownCapacityIsBoundedInBatchesAndBytes) {
   }
 }
 
+// Every object the cache ever took is back in its span, and the spans
+// went back to the page heap.
+void ExpectEveryObjectInItsSpan(CentralFreeList& central) {
+  CentralFreeListStats c;
+  central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, 0u);
+  EXPECT_EQ(c.spans, 0u);
+}
+
 struct Fixture {
   explicit Fixture(uint32_t cls)
       : slots(static_cast<size_t>(TransferCache::GrownCapacityFor(cls))) {
@@ -148,6 +157,7 @@ uint64_t CentralOut(CentralFreeList& central) {
 TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
   uint32_t cls = SizeToClass(16);
   static Fixture f(cls);
+  f.cache.Drain();  // a cache starts grown; a drain takes it to the base
   int cap = TransferCache::CapacityFor(cls);
   ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls));
   int n = 2 * cap;
@@ -184,10 +194,7 @@ TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
   EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
   EXPECT_EQ(StatsOf(f.cache).objects, 0u);
   EXPECT_EQ(down(), static_cast<uint64_t>(n - cap));  // an idle return is no overflow
-  CentralFreeListStats c;
-  f.central.GetStats(&c);
-  EXPECT_EQ(c.out_objects, 0u);
-  EXPECT_EQ(c.spans, 0u);
+  ExpectEveryObjectInItsSpan(f.central);
 }
 
 // Frees that overflow without refills from the spans (one CPU frees more
@@ -195,6 +202,7 @@ TEST(TransferCache, GrowsWhenObjectsMakeRoundTripsThroughTheSpans) {
 TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
   uint32_t cls = SizeToClass(32);
   static Fixture f(cls);
+  f.cache.Drain();  // from the base capacity
   int cap = TransferCache::CapacityFor(cls);
   int n = 3 * cap;
   std::vector<void*> objs(n);
@@ -216,10 +224,7 @@ TEST(TransferCache, OneWayOverflowDoesNotGrowAndDrainResets) {
   EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(grown));
   f.cache.Drain();
   EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
-  CentralFreeListStats c;
-  f.central.GetStats(&c);
-  EXPECT_EQ(c.out_objects, 0u);
-  EXPECT_EQ(c.spans, 0u);
+  ExpectEveryObjectInItsSpan(f.central);
 }
 
 // A shrink with objects still cached gives back only slot pages no object
@@ -257,10 +262,32 @@ TEST(TransferCache, ShrinkKeepsTheObjectsStillCached) {
   f.cache.InsertRange(out.data(), y);
   f.cache.InsertRange(many.data() + x + y, grown - x - y);
   f.cache.Drain();
-  CentralFreeListStats c;
-  f.central.GetStats(&c);
-  EXPECT_EQ(c.out_objects, 0u);
-  EXPECT_EQ(c.spans, 0u);
+  ExpectEveryObjectInItsSpan(f.central);
+}
+
+// A cache starts at its grown capacity, so a program's first round trips
+// stay in it; an interval with idle objects and no round trip halves it,
+// and a drain takes it to the base capacity.
+TEST(TransferCache, StartsGrownAndIdleIntervalsShrinkIt) {
+  uint32_t cls = SizeToClass(80);
+  static Fixture f(cls);
+  const int grown = TransferCache::GrownCapacityFor(cls);
+  const int cap = TransferCache::CapacityFor(cls);
+  ASSERT_GE(grown, 4 * cap);
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(grown));
+
+  std::vector<void*> objs(static_cast<size_t>(grown));
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), grown), grown);  // fresh from the spans
+  f.cache.InsertRange(objs.data(), grown);
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(grown));  // none went down
+  EXPECT_EQ(StatsOf(f.cache).to_central, 0u);
+
+  f.cache.ReturnIdle();  // starts an interval
+  EXPECT_EQ(f.cache.ReturnIdle(), grown);  // all stayed through it
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(grown / 2));
+  f.cache.Drain();
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(cap));
+  ExpectEveryObjectInItsSpan(f.central);
 }
 
 // Two CPU shards of one class over one central list.
@@ -275,10 +302,7 @@ struct TwoShards {
   void ExpectAllBack() {
     a.Drain();
     b.Drain();
-    CentralFreeListStats c;
-    central.GetStats(&c);
-    EXPECT_EQ(c.out_objects, 0u);
-    EXPECT_EQ(c.spans, 0u);
+    ExpectEveryObjectInItsSpan(central);
   }
   std::vector<void*> slots;
   CentralFreeList central;
@@ -322,12 +346,44 @@ TEST(TransferCache, RefillTakesFromOtherShardsBeforeTheCentralList) {
   s.ExpectAllBack();
 }
 
+// A shard counts the objects other shards' refills take from it until its
+// own CPUs free into it again; at kTransferCacheRingBatches batches it is
+// robbed (central_heap.cc then keeps its refills off the other shards).
+TEST(TransferCache, AShardCountsWhatOtherShardsTookUntilItsOwnFree) {
+  uint32_t cls = SizeToClass(112);
+  static TwoShards s(cls);
+  const int ring = kTransferCacheRingBatches * ClassToBatch(cls);
+  std::vector<void*> objs(static_cast<size_t>(ring + 8));
+  ASSERT_EQ(s.b.RemoveRange(objs.data(), ring + 8), ring + 8);
+  s.b.InsertRange(objs.data(), ring + 8);  // b's CPUs freed them
+  EXPECT_EQ(s.b.LostToOthers(), 0);
+
+  std::vector<void*> got(static_cast<size_t>(ring));
+  ASSERT_EQ(s.a.RemoveRange(got.data(), ring - 1, s.others_of_a, 1), ring - 1);
+  EXPECT_EQ(s.b.LostToOthers(), ring - 1);
+  EXPECT_FALSE(s.b.Robbed());
+  ASSERT_EQ(s.a.RemoveRange(got.data() + ring - 1, 1, s.others_of_a, 1), 1);
+  EXPECT_EQ(s.b.LostToOthers(), ring);
+  EXPECT_TRUE(s.b.Robbed());
+  EXPECT_EQ(s.a.LostToOthers(), 0);  // the taker lost nothing
+  EXPECT_FALSE(s.a.Robbed());
+
+  s.b.InsertRange(got.data(), 1);  // b's CPUs free again
+  EXPECT_EQ(s.b.LostToOthers(), 0);
+  EXPECT_FALSE(s.b.Robbed());
+  EXPECT_EQ(std::set<void*>(got.begin(), got.end()).size(), got.size());
+
+  s.a.InsertRange(got.data() + 1, ring - 1);
+  s.ExpectAllBack();
+}
+
 // A shard whose frees overflowed grows only when the refill that follows
 // finds the other shards empty too: objects another CPU freed are no round
 // trip through the spans.
 TEST(TransferCache, ShardGrowsOnlyWhenTheOtherShardsCannotServe) {
   uint32_t cls = SizeToClass(1024);
   static TwoShards s(cls);
+  s.a.Drain();  // from the base capacity
   const int cap = TransferCache::CapacityFor(cls);
   ASSERT_LT(cap, TransferCache::GrownCapacityFor(cls, 2));
   const int k = 16;
