@@ -229,6 +229,7 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->next_release_ns = next_deadline_ns_;
   out->free_spans = free_spans_;
   out->long_free_spans = long_backed_.length() + long_returned_.length();
+  out->age_walk_steps = age_.walk_steps();
 }
 
 void PageHeap::GetFreeSpanHistogram(FreeSpanHistogram* out) {
@@ -304,17 +305,16 @@ Span* PageHeap::Carve(Span* span, size_t n) {
   if (span->num_pages > n) {
     Span* rest = NewSpan();
     if (rest == nullptr) return nullptr;  // metadata exhausted; span stays free
-    RemoveFree(span);
     rest->owner = this;
     rest->first_page = span->first_page + n;
     rest->num_pages = span->num_pages - n;
     rest->location = span->location;
     rest->free_since_ns = span->free_since_ns;
+    ReplaceFree(span, rest);
     span->num_pages = n;
     // The remainder was part of a maximal run of its state, so it has no
     // same-state neighbour to merge with.
     SetBoundaries(rest);
-    InsertFree(rest);
   } else {
     RemoveFree(span);
   }
@@ -430,17 +430,6 @@ void PageHeap::SetBoundaries(Span* span) {
   g_pagemap.SetSpan(span->last_page(), span);
 }
 
-namespace {
-
-// The page-weighted mean of two free stamps.
-uint64_t MeanStamp(const Span* a, const Span* b) {
-  unsigned __int128 sum = static_cast<unsigned __int128>(a->free_since_ns) * a->num_pages +
-                          static_cast<unsigned __int128>(b->free_since_ns) * b->num_pages;
-  return static_cast<uint64_t>(sum / (a->num_pages + b->num_pages));
-}
-
-}  // namespace
-
 // Whether `other` (a neighbour of the free span `span`) merges with it:
 // same state, or a returned run no longer than a span the program freed,
 // absorbed by it when the result is long. The whole then counts as resident
@@ -464,26 +453,36 @@ bool PageHeap::Mergeable(const Span* span, const Span* other, bool absorb_return
          span->num_pages + other->num_pages > kMaxPages;
 }
 
-// Takes the free neighbour `other` into `span`; backed parts weigh their
-// stamps by pages (a returned part has none).
-void PageHeap::TakeInNeighbour(Span* span, Span* other) {
-  RemoveFree(other);
+// Takes the free neighbour `other` into `span`. Backed parts: the whole
+// keeps the stamp of its biggest part (on a tie, the part already in span),
+// and goes on the age list where that part was (a returned part has no
+// stamp).
+void PageHeap::TakeInNeighbour(Span* span, Span* other, AgeHint* hint) {
   if (span->location == SpanLocation::kFreeBacked &&
       other->location == SpanLocation::kFreeBacked) {
-    span->free_since_ns = MeanStamp(other, span);
+    // The walk must not start at a span that leaves the list.
+    if (hint->set && hint->start == other) hint->start = other->older;
+    if (other->num_pages > hint->pages) {
+      *hint = {true, other->older, other->num_pages};
+      span->free_since_ns = other->free_since_ns;
+    }
   }
+  RemoveFree(other);
   if (other->first_page < span->first_page) span->first_page = other->first_page;
   span->num_pages += other->num_pages;
   DeleteSpan(other);
 }
 
 void PageHeap::MergeAndInsert(Span* span, bool absorb_returned) {
+  // Unset (walk from the newest end) while the span itself weighs most.
+  AgeHint hint;
+  hint.pages = span->num_pages;
   Span* prev = g_pagemap.GetSpan(span->first_page - 1);
-  if (Mergeable(span, prev, absorb_returned)) TakeInNeighbour(span, prev);
+  if (Mergeable(span, prev, absorb_returned)) TakeInNeighbour(span, prev, &hint);
   Span* next = g_pagemap.GetSpan(span->first_page + span->num_pages);
-  if (Mergeable(span, next, absorb_returned)) TakeInNeighbour(span, next);
+  if (Mergeable(span, next, absorb_returned)) TakeInNeighbour(span, next, &hint);
   SetBoundaries(span);
-  InsertFree(span);
+  InsertFree(span, &hint);
 }
 
 SpanList* PageHeap::ListFor(const Span* span) {
@@ -494,16 +493,31 @@ SpanList* PageHeap::ListFor(const Span* span) {
   return backed ? &long_backed_ : &long_returned_;
 }
 
-void PageHeap::InsertFree(Span* span) {
+void PageHeap::InsertFree(Span* span, const AgeHint* hint) {
   ListFor(span)->PushFront(span);
   if (span->location == SpanLocation::kFreeBacked) {
     AddBackedPages(span->num_pages);
-    age_.Insert(span);
+    if (hint != nullptr && hint->set) {
+      age_.InsertAfterWalkFrom(span, hint->start);
+    } else {
+      age_.Insert(span);
+    }
     PublishDeadlineLocked();
   } else {
     free_returned_pages_ += span->num_pages;
   }
   ++free_spans_;
+}
+
+void PageHeap::ReplaceFree(Span* old, Span* fresh) {
+  ListFor(old)->Remove(old);
+  ListFor(fresh)->PushFront(fresh);
+  if (old->location == SpanLocation::kFreeBacked) {
+    AddBackedPages(fresh->num_pages - old->num_pages);
+    age_.Replace(old, fresh);
+  } else {
+    free_returned_pages_ += fresh->num_pages - old->num_pages;
+  }
 }
 
 void PageHeap::RemoveFree(Span* span) {

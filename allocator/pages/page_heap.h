@@ -19,9 +19,10 @@
 //
 // Release policy (page_heap_release.cc; constants below):
 //   * A freed span stays backed and is reused first. It is stamped with the
-//     time it became free (a merge of backed spans takes the page-weighted
-//     mean of their stamps, so a small fresh free does not keep a big old
-//     run alive) and kept on an age list. Spans free for longer than the
+//     time it became free (a merge of backed spans takes the stamp of its
+//     biggest part, so a small fresh free does not keep a big old run
+//     alive, and lands on the age list where that part was: no walk past
+//     the other free spans) and kept on an age list. Spans free for longer than the
 //     release delay (default kDefaultReleaseDelayNs, 5 s; SetReleaseDelay)
 //     go back to the OS with madvise(MADV_DONTNEED), oldest first, in one
 //     sweep that also takes what would expire within the next eighth of the
@@ -115,6 +116,7 @@ struct PageHeapStats {
   uint64_t free_spans;
   uint64_t long_free_spans;  // free runs longer than kMaxPages
   uint64_t unmapped_bytes_total;  // free spans unmapped for want of address space
+  uint64_t age_walk_steps;  // spans passed keeping the age list in order, since the start
 };
 
 // Free spans by length, for the statistics report: bucket 0 holds spans of
@@ -262,9 +264,20 @@ class PageHeap {
   // neighbours when the result is long (Mergeable).
   void MergeAndInsert(Span* span, bool absorb_returned = false);
   bool Mergeable(const Span* span, const Span* other, bool absorb_returned) const;
-  void TakeInNeighbour(Span* span, Span* other);
-  void InsertFree(Span* span);
+  // Where the merged span's age-list walk starts (AgeHint): the heaviest
+  // backed part's old place.
+  struct AgeHint {
+    bool set = false;
+    Span* start = nullptr;  // the span the part followed; null: the oldest end
+    size_t pages = 0;       // the heaviest backed part so far
+  };
+  void TakeInNeighbour(Span* span, Span* other, AgeHint* hint);
+  void InsertFree(Span* span, const AgeHint* hint = nullptr);
   void RemoveFree(Span* span);
+  // `fresh` (not on any list, with old's state and stamp) takes the free
+  // span `old`'s place: old leaves its length list, fresh joins its own,
+  // and fresh takes old's place on the age list.
+  void ReplaceFree(Span* old, Span* fresh);
   SpanList* ListFor(const Span* span);
 
   SpinLock lock_;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -18,7 +19,7 @@ namespace {
 
 // Heaps must outlive their memory, so each test gets its own static heap.
 constinit PageHeap g_cap, g_release, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing,
-    g_absorb;
+    g_absorb, g_walk;
 
 // The injected clock of the release-policy tests.
 std::atomic<uint64_t> g_fake_now{1'000'000'000};
@@ -172,17 +173,16 @@ TEST(PageHeap, SweepTakesWhatExpiresWithinItsSlack) {
   g_fake_now.store(t0 + 900'000'000);
   g_slack.Delete(spans[2]);
   g_fake_now.store(t0 + 1'500'000'000);
-  g_slack.Delete(spans[1]);  // merges with both: its stamp is the weighted mean
+  g_slack.Delete(spans[1]);  // merges with both, none bigger: it keeps its stamp
   PageHeapStats st;
   g_slack.GetStats(&st);
   EXPECT_EQ(st.free_spans, 2u);  // [0..2] merged, and the rest of the growth
-  // Mean of 4 pages at t0, 4 at +0.9 s and 4 at +1.5 s: +0.8 s.
-  EXPECT_EQ(st.next_release_ns, t0 + 800'000'000 + 8 * kSecond);
-  g_fake_now.store(t0 + 7 * kSecond);  // +7 s + 1 s slack < +8.8 s
+  EXPECT_EQ(st.next_release_ns, t0 + 1'500'000'000 + 8 * kSecond);
+  g_fake_now.store(t0 + 8'400'000'000);  // +8.4 s + 1 s slack < +9.5 s
   g_slack.ReleaseExpired();
   g_slack.GetStats(&st);
   EXPECT_EQ(st.free_backed_bytes, 12 * kPageSize);
-  g_fake_now.store(t0 + 7'900'000'000);  // +7.9 s + 1 s slack >= +8.8 s
+  g_fake_now.store(t0 + 8'500'000'000);  // +8.5 s + 1 s slack >= +9.5 s
   g_slack.ReleaseExpired();
   g_slack.GetStats(&st);
   EXPECT_EQ(st.free_backed_bytes, 0u);
@@ -190,24 +190,87 @@ TEST(PageHeap, SweepTakesWhatExpiresWithinItsSlack) {
   ExpectBalanced(&g_slack);
 }
 
-// Merging backed spans weights their stamps by pages, so a page freed now
-// does not keep a large old run from going back, nor does an old page make
-// a large fresh run go at once.
-TEST(PageHeap, MergedStampIsThePageWeightedMean) {
+// A merge of backed spans keeps the stamp of its biggest part, so a page
+// freed now does not keep a large old run from going back, nor does an old
+// page make a large fresh run go at once.
+TEST(PageHeap, MergedStampIsTheBiggestPartsStamp) {
   g_weighted.SetClock(FakeNow);
   g_weighted.SetReleaseDelay(100 * kSecond);
   uint64_t t0 = g_fake_now.load();
   Span* big = g_weighted.New(30, kLargeClass);
   Span* small = g_weighted.New(10, kLargeClass);
   Span* guard = g_weighted.New(1, kLargeClass);
-  ASSERT_TRUE(big && small && guard);
+  Span* old_page = g_weighted.New(1, kLargeClass);
+  Span* fresh = g_weighted.New(30, kLargeClass);
+  Span* guard2 = g_weighted.New(1, kLargeClass);
+  ASSERT_TRUE(big && small && guard && old_page && fresh && guard2);
   g_weighted.Delete(big);
   g_fake_now.store(t0 + 40 * kSecond);
-  g_weighted.Delete(small);
+  g_weighted.Delete(small);     // 10 pages join 30 older ones: t0
+  g_weighted.Delete(old_page);  // alone between guard and fresh: t0 + 40 s
   PageHeapStats st;
   g_weighted.GetStats(&st);
-  EXPECT_EQ(st.next_release_ns, t0 + 10 * kSecond + 100 * kSecond);  // (30*0 + 10*40) / 40
+  EXPECT_EQ(st.next_release_ns, t0 + 100 * kSecond);
+  g_fake_now.store(t0 + 60 * kSecond);
+  g_weighted.Delete(fresh);  // 30 fresh pages take in the 1 older: t0 + 60 s
+
+  // At t0 + 100 s (the sweep's slack reaches t0 + 12.5 s) the old run goes
+  // back and the fresh one stays.
+  g_fake_now.store(t0 + 100 * kSecond);
+  g_weighted.ReleaseExpired();
+  g_weighted.GetStats(&st);
+  EXPECT_EQ(st.free_backed_bytes, 31 * kPageSize);
+  EXPECT_EQ(st.next_release_ns, t0 + 160 * kSecond);
   g_weighted.Delete(guard);
+  g_weighted.Delete(guard2);
+  ExpectBalanced(&g_weighted);
+}
+
+// Keeping the age list in order costs a few steps per free span however
+// many free spans there are: a span cut from a free one keeps its place,
+// a merge goes where its biggest part was, and equal stamps (a coarse
+// clock) are not walked past. Walking from the newest end, each of these
+// passed every newer free span.
+TEST(PageHeap, AgeListStaysCheapWithManyFreeSpans) {
+  g_walk.SetClock(FakeNow);
+  g_walk.SetReleaseDelay(1000 * kSecond);
+  constexpr int kSpans = 400;
+  std::vector<Span*> runs(kSpans), guards(kSpans);
+  for (int i = 0; i < kSpans; ++i) {
+    runs[i] = g_walk.New(8, kLargeClass);
+    guards[i] = g_walk.New(1, kLargeClass);
+    ASSERT_TRUE(runs[i] && guards[i]);
+  }
+  uint64_t t0 = g_fake_now.load();
+  for (int i = 0; i < kSpans; ++i) {  // oldest first, half of them one stamp
+    g_fake_now.store(t0 + static_cast<uint64_t>(i / 2) * kSecond);
+    g_walk.Delete(runs[i]);
+  }
+  PageHeapStats before;
+  g_walk.GetStats(&before);
+
+  // Cut 2 of the 8 pages from each of the older half (best fit: the 8-page
+  // runs, oldest placed first on its list is not assumed), then free a
+  // guard beside an old run: each merge's biggest part is old.
+  g_fake_now.store(t0 + 1000 * kSecond / 2);
+  std::vector<Span*> cuts;
+  for (int i = 0; i < kSpans / 2; ++i) {
+    Span* s = g_walk.New(2, kLargeClass);
+    ASSERT_NE(s, nullptr);
+    cuts.push_back(s);
+  }
+  for (int i = 0; i < kSpans / 2; ++i) g_walk.Delete(guards[i]);
+  PageHeapStats after;
+  g_walk.GetStats(&after);
+  std::printf("age list: %lu steps for %d cuts and merges\n",
+              static_cast<unsigned long>(after.age_walk_steps - before.age_walk_steps), kSpans);
+  EXPECT_LE(after.age_walk_steps - before.age_walk_steps, uint64_t{4} * kSpans)
+      << "the age list walked " << after.age_walk_steps - before.age_walk_steps << " steps for "
+      << kSpans << " cuts and merges among " << kSpans << " free spans";
+
+  for (Span* s : cuts) g_walk.Delete(s);
+  for (int i = kSpans / 2; i < kSpans; ++i) g_walk.Delete(guards[i]);
+  ExpectBalanced(&g_walk);
 }
 
 // Without a maintenance thread the frees sweep when due; with one they
