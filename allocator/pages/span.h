@@ -125,34 +125,12 @@ class SpanAgeList {
       before = before->older;
       ++walk_steps_;
     }
-    s->older = before;
-    s->newer = before != nullptr ? before->newer : oldest_;
-    if (s->older != nullptr) {
-      s->older->newer = s;
-    } else {
-      oldest_ = s;
-    }
-    if (s->newer != nullptr) {
-      s->newer->older = s;
-    } else {
-      newest_ = s;
-    }
+    LinkBetween(s, before, before != nullptr ? before->newer : oldest_);
   }
 
   // `fresh` takes `old`'s place (it must have old's stamp).
   void Replace(Span* old, Span* fresh) {
-    fresh->older = old->older;
-    fresh->newer = old->newer;
-    if (fresh->older != nullptr) {
-      fresh->older->newer = fresh;
-    } else {
-      oldest_ = fresh;
-    }
-    if (fresh->newer != nullptr) {
-      fresh->newer->older = fresh;
-    } else {
-      newest_ = fresh;
-    }
+    LinkBetween(fresh, old->older, old->newer);
     old->older = old->newer = nullptr;
   }
 
@@ -175,6 +153,22 @@ class SpanAgeList {
   uint64_t walk_steps() const { return walk_steps_; }
 
  private:
+  // Puts s between `older` and `newer` (adjacent, or an end: null).
+  void LinkBetween(Span* s, Span* older, Span* newer) {
+    s->older = older;
+    s->newer = newer;
+    if (older != nullptr) {
+      older->newer = s;
+    } else {
+      oldest_ = s;
+    }
+    if (newer != nullptr) {
+      newer->older = s;
+    } else {
+      newest_ = s;
+    }
+  }
+
   Span* oldest_ = nullptr;
   Span* newest_ = nullptr;
   uint64_t walk_steps_ = 0;
