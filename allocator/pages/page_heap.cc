@@ -232,6 +232,18 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->age_walk_steps = age_.walk_steps();
 }
 
+bool PageHeap::AgeListConsistent() {
+  SpinLockHolder h(&lock_);
+  uint64_t pages = 0;
+  const Span* older = nullptr;
+  for (const Span* s = age_.oldest(); s != nullptr; older = s, s = s->newer) {
+    if (s->older != older || s->location != SpanLocation::kFreeBacked) return false;
+    if (older != nullptr && older->free_since_ns > s->free_since_ns) return false;
+    pages += s->num_pages;
+  }
+  return pages == free_backed_pages_;
+}
+
 void PageHeap::GetFreeSpanHistogram(FreeSpanHistogram* out) {
   *out = {};
   auto add = [](uint64_t* spans, uint64_t* pages, size_t length, uint64_t count) {

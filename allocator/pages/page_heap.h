@@ -202,6 +202,9 @@ class PageHeap {
   void ReclaimReleasingLocked();
 
   void GetStats(PageHeapStats* out);
+  // For tests: whether the age list runs from oldest to newest, links both
+  // ways, and holds exactly the free backed spans' pages.
+  bool AgeListConsistent();
   void GetFreeSpanHistogram(FreeSpanHistogram* out);  // takes the lock
   void GetStatsLocked(PageHeapStats* out) const;  // caller holds Lock()
 

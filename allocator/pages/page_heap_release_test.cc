@@ -19,7 +19,7 @@ namespace {
 
 // Heaps must outlive their memory, so each test gets its own static heap.
 constinit PageHeap g_cap, g_release, g_timed, g_slack, g_weighted, g_late, g_growth, g_racing,
-    g_absorb, g_walk;
+    g_absorb, g_walk, g_shuffle;
 
 // The injected clock of the release-policy tests.
 std::atomic<uint64_t> g_fake_now{1'000'000'000};
@@ -226,50 +226,93 @@ TEST(PageHeap, MergedStampIsTheBiggestPartsStamp) {
   ExpectBalanced(&g_weighted);
 }
 
-// Keeping the age list in order costs a few steps per free span however
-// many free spans there are: a span cut from a free one keeps its place,
-// a merge goes where its biggest part was, and equal stamps (a coarse
-// clock) are not walked past. Walking from the newest end, each of these
-// passed every newer free span.
+// Random runs of allocations and frees of 1-40 pages, with the clock
+// standing still between some of them (equal stamps) and jumping between
+// others: after every step the age list runs oldest to newest and holds
+// exactly the free resident pages, through cuts, merges of every shape and
+// timed releases.
+TEST(PageHeap, AgeListStaysInOrderThroughCutsMergesAndReleases) {
+  g_shuffle.SetClock(FakeNow);
+  g_shuffle.SetReleaseDelay(50 * kSecond);
+  std::mt19937 rng(7);
+  std::vector<Span*> live;
+  for (int step = 0; step < 3000; ++step) {
+    uint32_t r = rng() % 100;
+    if (r < 30) g_fake_now.fetch_add((rng() % 4) * kSecond / 2);  // 0 half the time
+    if (live.empty() || rng() % 2 == 0) {
+      Span* s = g_shuffle.New(1 + rng() % 40, kLargeClass);
+      ASSERT_NE(s, nullptr);
+      live.push_back(s);
+    } else {
+      size_t i = rng() % live.size();
+      g_shuffle.Delete(live[i]);
+      live[i] = live.back();
+      live.pop_back();
+    }
+    if (r >= 97) g_shuffle.ReleaseExpired();
+    ASSERT_TRUE(g_shuffle.AgeListConsistent()) << "after step " << step;
+  }
+  for (Span* s : live) g_shuffle.Delete(s);
+  ASSERT_TRUE(g_shuffle.AgeListConsistent());
+  ExpectBalanced(&g_shuffle);
+}
+
+// Keeping the age list in order costs next to nothing however many free
+// spans there are. Old runs (one stamp, as a coarse clock gives many
+// spans) with newer free spans behind them on the list: cutting a piece
+// from an old run leaves the rest where the run was, and freeing the page
+// between two old runs makes a merge that goes where its biggest part was.
+// Walking from the newest end passed every newer free span each time;
+// walking past equal stamps passed the other old runs.
 TEST(PageHeap, AgeListStaysCheapWithManyFreeSpans) {
   g_walk.SetClock(FakeNow);
   g_walk.SetReleaseDelay(1000 * kSecond);
-  constexpr int kSpans = 400;
-  std::vector<Span*> runs(kSpans), guards(kSpans);
-  for (int i = 0; i < kSpans; ++i) {
-    runs[i] = g_walk.New(8, kLargeClass);
-    guards[i] = g_walk.New(1, kLargeClass);
-    ASSERT_TRUE(runs[i] && guards[i]);
+  constexpr int kRuns = 200;
+  std::vector<Span*> old_runs(kRuns), old_guards(kRuns), new_runs(kRuns), new_guards(kRuns);
+  for (int i = 0; i < kRuns; ++i) {
+    old_runs[i] = g_walk.New(30, kLargeClass);
+    old_guards[i] = g_walk.New(1, kLargeClass);
+    ASSERT_TRUE(old_runs[i] && old_guards[i]);
+  }
+  for (int i = 0; i < kRuns; ++i) {
+    new_runs[i] = g_walk.New(4, kLargeClass);
+    new_guards[i] = g_walk.New(1, kLargeClass);
+    ASSERT_TRUE(new_runs[i] && new_guards[i]);
   }
   uint64_t t0 = g_fake_now.load();
-  for (int i = 0; i < kSpans; ++i) {  // oldest first, half of them one stamp
-    g_fake_now.store(t0 + static_cast<uint64_t>(i / 2) * kSecond);
-    g_walk.Delete(runs[i]);
+  for (Span* s : old_runs) g_walk.Delete(s);  // all at t0
+  for (int i = 0; i < kRuns; ++i) {
+    g_fake_now.store(t0 + kSecond + static_cast<uint64_t>(i) * kSecond / 100);
+    g_walk.Delete(new_runs[i]);
   }
+  ASSERT_TRUE(g_walk.AgeListConsistent());
   PageHeapStats before;
   g_walk.GetStats(&before);
 
-  // Cut 2 of the 8 pages from each of the older half (best fit: the 8-page
-  // runs, oldest placed first on its list is not assumed), then free a
-  // guard beside an old run: each merge's biggest part is old.
-  g_fake_now.store(t0 + 1000 * kSecond / 2);
+  // Pieces of 20 pages can only come from the old 30-page runs (and their
+  // 10-page rests are too short); then the pages between old runs.
+  g_fake_now.store(t0 + 5 * kSecond);
   std::vector<Span*> cuts;
-  for (int i = 0; i < kSpans / 2; ++i) {
-    Span* s = g_walk.New(2, kLargeClass);
+  for (int i = 0; i < kRuns / 2; ++i) {
+    Span* s = g_walk.New(20, kLargeClass);
     ASSERT_NE(s, nullptr);
     cuts.push_back(s);
   }
-  for (int i = 0; i < kSpans / 2; ++i) g_walk.Delete(guards[i]);
+  for (int i = kRuns / 2; i < kRuns - 1; ++i) g_walk.Delete(old_guards[i]);
   PageHeapStats after;
   g_walk.GetStats(&after);
-  std::printf("age list: %lu steps for %d cuts and merges\n",
-              static_cast<unsigned long>(after.age_walk_steps - before.age_walk_steps), kSpans);
-  EXPECT_LE(after.age_walk_steps - before.age_walk_steps, uint64_t{4} * kSpans)
-      << "the age list walked " << after.age_walk_steps - before.age_walk_steps << " steps for "
-      << kSpans << " cuts and merges among " << kSpans << " free spans";
+  uint64_t steps = after.age_walk_steps - before.age_walk_steps;
+  std::printf("age list: %lu steps for %d cuts and %d merges among %d free spans\n",
+              static_cast<unsigned long>(steps), kRuns / 2, kRuns / 2 - 1, 2 * kRuns);
+  EXPECT_LE(steps, uint64_t{kRuns} / 8);
+  ASSERT_TRUE(g_walk.AgeListConsistent());
 
   for (Span* s : cuts) g_walk.Delete(s);
-  for (int i = kSpans / 2; i < kSpans; ++i) g_walk.Delete(guards[i]);
+  for (int i = 0; i < kRuns; ++i) {
+    if (i < kRuns / 2 || i == kRuns - 1) g_walk.Delete(old_guards[i]);
+    g_walk.Delete(new_guards[i]);
+  }
+  ASSERT_TRUE(g_walk.AgeListConsistent());
   ExpectBalanced(&g_walk);
 }
 
