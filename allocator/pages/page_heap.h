@@ -22,8 +22,8 @@
 //     time it became free (a merge of backed spans takes the stamp of its
 //     biggest part, so a small fresh free does not keep a big old run
 //     alive, and lands on the age list where that part was: no walk past
-//     the other free spans) and kept on an age list. Spans free for longer than the
-//     release delay (default kDefaultReleaseDelayNs, 5 s; SetReleaseDelay)
+//     the other free spans) and kept on an age list. Spans free for longer
+//     than the release delay (default kDefaultReleaseDelayNs, 5 s; SetReleaseDelay)
 //     go back to the OS with madvise(MADV_DONTNEED), oldest first, in one
 //     sweep that also takes what would expire within the next eighth of the
 //     delay, so a steady trickle of frees costs few sweeps. A delay of 0
