@@ -13,6 +13,9 @@ namespace {
 // list lock is dropped; more than this many are handed over with it held.
 constexpr int kMaxDeferredSpans = 16;
 
+// Fresh spans one refill asks the page heap for at once (PageHeap::NewSpans).
+constexpr int kMaxFreshSpans = 16;
+
 // The OS page, the unit of madvise: x86-64's base page. On a kernel with
 // bigger pages madvise would round a range out over live neighbours.
 #if !defined(__x86_64__)
@@ -162,21 +165,32 @@ int CentralFreeList::RemoveRangeFor(int home, void** out, int n) {
     if (span == nullptr) {
       // Do not hold this class's lock across the page heap (it may grow the
       // heap or madvise), so other threads can keep freeing into the list.
+      // As many spans as the rest of the batch needs come in one call: a
+      // class of one or two objects per span would otherwise take both
+      // locks again for every span.
+      int want = (n - got + static_cast<int>(objects_per_span_) - 1) /
+                 static_cast<int>(objects_per_span_);
+      if (want > kMaxFreshSpans) want = kMaxFreshSpans;
       lock_.Unlock();
       // A home's fresh span goes next to the CPU's previous ones (page_heap.h,
       // "Locality").
-      Span* fresh = heap_->New(pages_per_span_, cls_, 1, home == kNoHome ? kNoLocality : home);
+      Span* fresh[kMaxFreshSpans];
+      int k = heap_->NewSpans(pages_per_span_, cls_, home == kNoHome ? kNoLocality : home, fresh,
+                              want);
       lock_.Lock();
-      if (fresh == nullptr) {
+      if (k == 0) {
         // Out of pages: a malloc must not fail while another CPU's home span
         // has objects of the class.
         if (home == kNoHome || !AdoptAnotherHome(home)) break;
         continue;
       }
-      ++spans_;
-      free_objects_ += objects_per_span_;
-      nonempty_.PushFront(fresh);
-      fresh->on_list = true;
+      // fresh[0] ends first on the list: objects leave in address order.
+      for (int i = k - 1; i >= 0; --i) {
+        ++spans_;
+        free_objects_ += objects_per_span_;
+        nonempty_.PushFront(fresh[i]);
+        fresh[i]->on_list = true;
+      }
       continue;
     }
     out[got++] = PopFrom(span);
@@ -232,7 +246,7 @@ void CentralFreeList::InsertRange(void* const* items, int n) {
   __atomic_store_n(&activity_, activity_ + 1, __ATOMIC_RELAXED);
   for (int i = 0; i < n; ++i) Release(items[i], to_free, &num_to_free);
   lock_.Unlock();
-  for (int i = 0; i < num_to_free; ++i) heap_->Delete(to_free[i]);
+  heap_->DeleteSpans(to_free, num_to_free);
 }
 
 bool CentralFreeList::HasInnerPages() const { return object_size_ >= kOsPage + sizeof(void*); }

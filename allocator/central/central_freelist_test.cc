@@ -116,6 +116,30 @@ TEST(CentralFreeList, ReturnedObjectsAreReusedBeforeCarving) {
 
 // Two CPUs refilling one small class in turn, one object at a time, carve
 // two spans, not one span in alternation (false sharing).
+// A class of one object per span needs a span per object: a batch takes
+// them from the page heap together (PageHeap::NewSpans), exactly as many as
+// it needs, and hands the objects out in address order as before.
+TEST(CentralFreeList, OneObjectSpansComeTogetherInAddressOrder) {
+  uint32_t cls = SizeToClass(64 << 10);
+  ASSERT_EQ(ClassToPages(cls) * kPageSize / ClassToSize(cls), 1u);
+  static constinit PageHeap heap;  // fresh: the spans are cut from one run
+  static CentralFreeList list;
+  list.Init(cls, &heap);
+  void* objs[12];
+  ASSERT_EQ(list.RemoveRange(objs, 12), 12);
+  for (int i = 1; i < 12; ++i) {
+    EXPECT_GT(reinterpret_cast<uintptr_t>(objs[i]), reinterpret_cast<uintptr_t>(objs[i - 1]));
+  }
+  CentralFreeListStats st;
+  list.GetStats(&st);
+  EXPECT_EQ(st.spans, 12u);
+  EXPECT_EQ(st.free_objects, 0u);
+  list.InsertRange(objs, 12);
+  list.GetStats(&st);
+  EXPECT_EQ(st.spans, 0u);
+  ExpectBalanced(&heap);
+}
+
 TEST(CentralFreeListHomes, TwoHomesTakingTurnsCarveTwoSpans) {
   static CentralFreeList list;
   uint32_t cls = SizeToClass(16);

@@ -91,12 +91,20 @@ void TransferCache::GrowForRoundTripLocked() {
   ++grows_;
 }
 
+// The objects the central list is about to give are booked with the hold
+// of the lock that found the shard short (and taken off again if the list
+// gives fewer, which only happens out of memory): a third hold for the
+// statistics cost two more atomic operations on every refill that reaches
+// the central list.
 int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbours, int count) {
   if (n <= 0) return 0;
   lock_.Lock();
   int got = TakeLocked(out, n);
   outstanding_ += got;
-  if (got < n && count == 0) GrowForRoundTripLocked();  // no other shard has objects
+  if (got < n && count == 0) {  // no other shard has objects
+    GrowForRoundTripLocked();
+    BookFromCentralLocked(n - got);
+  }
   lock_.Unlock();
   if (got == n) return got;
   if (count > 0) {
@@ -108,18 +116,24 @@ int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbou
     lock_.Lock();
     outstanding_ += stolen;
     from_other_shards_ += static_cast<uint64_t>(stolen);
-    if (got < n) GrowForRoundTripLocked();  // the other shards were short too
+    if (got < n) {  // the other shards were short too
+      GrowForRoundTripLocked();
+      BookFromCentralLocked(n - got);
+    }
     lock_.Unlock();
     if (got == n) return got;
   }
   int more = central_->RemoveRange(out + got, n - got);
-  if (more > 0) {
-    lock_.Lock();
-    outstanding_ += more;
-    from_central_ += static_cast<uint64_t>(more);
-    lock_.Unlock();
+  if (more < n - got) {
+    SpinLockHolder h(&lock_);
+    BookFromCentralLocked(more - (n - got));
   }
   return got + more;
+}
+
+void TransferCache::BookFromCentralLocked(int n) {
+  outstanding_ += n;
+  from_central_ += static_cast<uint64_t>(static_cast<int64_t>(n));
 }
 
 void TransferCache::InsertRange(void* const* items, int n) {

@@ -158,6 +158,8 @@ class alignas(64) TransferCache {
   int TakeCached(void** out, int n);
   int TakeLocked(void** out, int n);
   void GrowForRoundTripLocked();
+  // Objects the central list gives (n < 0: takes back a shortfall).
+  void BookFromCentralLocked(int n);
   int Give(int n);
   // Under the lock; atomic because TakeCached reads count_ without it.
   void SetCount(int count) {

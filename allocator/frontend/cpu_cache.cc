@@ -409,17 +409,23 @@ void* CpuCache::Refill(uint32_t cls) {
   // The batch comes from other CPUs, or from spans not touched for a
   // while: ask for all its lines now, so that the misses overlap instead
   // of stalling the program's first store to each block in turn.
-  if (prefetch_refills_) {
-    for (int i = 0; i < n; ++i) PrefetchForWrite(batch[i]);
-  }
+  //
   // batch[0] is handed out now and batch[1] must be the next pop (batches
   // are in pop order: transfer_cache.cc); the slab takes items bottom
   // first, so the rest goes in reversed. Pushing it as it came moved one
   // object of every batch away from its neighbours, cycle after cycle
-  // (docs/design.md, "Batches keep their order").
+  // (docs/design.md, "Batches keep their order"). One pass does both.
   void* rest[kMaxMove];
   int k = n - 1;
-  for (int i = 0; i < k; ++i) rest[i] = batch[n - 1 - i];
+  if (prefetch_refills_) {
+    PrefetchForWrite(batch[0]);
+    for (int i = 1; i < n; ++i) {
+      PrefetchForWrite(batch[i]);
+      rest[n - 1 - i] = batch[i];
+    }
+  } else {
+    for (int i = 1; i < n; ++i) rest[n - 1 - i] = batch[i];
+  }
   int ran_on;
   int pushed = k > 0 ? slab_->PushBatch(cls, rest, static_cast<unsigned>(k), &ran_on) : 0;
   if (pushed < k) backend_->ReturnBatch(cls, rest + pushed, k - pushed);

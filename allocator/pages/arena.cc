@@ -44,6 +44,7 @@ void* ArenaAlloc(size_t bytes) {
 
 Span* NewSpan() {
   SpinLockHolder h(&g_arena_lock);
+  ++g_stats.span_requests;
   Span* s = g_free_spans;
   if (s != nullptr) {
     g_free_spans = s->next;

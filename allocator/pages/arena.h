@@ -19,6 +19,7 @@ struct ArenaStats {
   uint64_t allocated_bytes;  // bump-allocated out of them
   uint64_t spans_in_use;     // Span structs handed out
   uint64_t spans_free;       // Span structs waiting for reuse
+  uint64_t span_requests;    // NewSpan calls since the start (each takes the lock)
 };
 
 // Zeroed memory aligned to 64 bytes (a cache line, so per-class metadata of

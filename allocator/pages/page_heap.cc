@@ -1,5 +1,7 @@
 #include "allocator/pages/page_heap.h"
 
+#include <cstring>
+
 #include "allocator/pages/arena.h"
 #include "allocator/pages/pagemap.h"
 #include "allocator/pages/system.h"
@@ -90,29 +92,79 @@ Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slo
   return span;
 }
 
-void PageHeap::Delete(Span* span) {
+void PageHeap::Delete(Span* span) { DeleteSpans(&span, 1); }
+
+void PageHeap::DeleteSpans(Span* const* spans, int count) {
+  if (count <= 0) return;
   uint64_t now = Now();
   PendingWork work;
   {
     SpinLockHolder h(&lock_);
-    if (span->owner != this || span->location != SpanLocation::kInUse) {
-      Crash("PageHeap::Delete of a span that is not in use in this heap");
-    }
-    if (span->size_class == kLargeClass) {
-      g_pagemap.SetClass(span->first_page, 0);
-      large_pages_ -= span->num_pages;
-    } else {
-      for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) g_pagemap.SetClass(p, 0);
-      small_pages_ -= span->num_pages;
-    }
-    span->size_class = 0;
-    span->freelist = nullptr;
-    span->location = SpanLocation::kFreeBacked;
-    span->free_since_ns = now;
-    MergeAndInsert(span, /*absorb_returned=*/true);
+    for (int i = 0; i < count; ++i) DeleteLocked(spans[i], now);
     work = AfterFreeLocked(now);
   }
   DoPendingWork(work);
+}
+
+void PageHeap::DeleteLocked(Span* span, uint64_t now) {
+  if (span->owner != this || span->location != SpanLocation::kInUse) {
+    Crash("PageHeap::Delete of a span that is not in use in this heap");
+  }
+  if (span->size_class == kLargeClass) {
+    g_pagemap.SetClass(span->first_page, 0);
+    large_pages_ -= span->num_pages;
+  } else {
+    for (uintptr_t p = span->first_page; p <= span->last_page(); ++p) g_pagemap.SetClass(p, 0);
+    small_pages_ -= span->num_pages;
+  }
+  span->size_class = 0;
+  span->freelist = nullptr;
+  span->location = SpanLocation::kFreeBacked;
+  span->free_since_ns = now;
+  MergeAndInsert(span, /*absorb_returned=*/true);
+}
+
+int PageHeap::NewSpans(size_t n, uint32_t cls, int slot, Span** out, int count) {
+  if (count <= 0) return 0;
+  int got = 0;
+  if (count > 1 && n > 0 && n <= kMaxRequestPages) {
+    if (slot < kNoLocality || slot >= kLocalitySlots) slot = kNoLocality;
+    uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
+    PendingWork work;
+    lock_.Lock();
+    while (got < count) {
+      bool no_fit = false;
+      Span* span = TryNewLocked(n, cls, 1, slot, &no_fit);
+      if (span == nullptr) break;
+      out[got++] = span;
+    }
+    if (got > 0 && now != 0) work = SweepDueLocked(now);
+    lock_.Unlock();
+    if (got > 0) {
+      DoPendingWork(work);
+      return got;
+    }
+  }
+  // Nothing free fits (or one span was asked for): New grows the heap.
+  Span* span = New(n, cls, 1, slot);
+  if (span == nullptr) return 0;
+  out[0] = span;
+  return 1;
+}
+
+Span* PageHeap::NewSpanLocked() {
+  Span* span = spare_spans_;
+  if (span == nullptr) return NewSpan();
+  spare_spans_ = span->next;
+  --spare_count_;
+  memset(static_cast<void*>(span), 0, sizeof(*span));
+  return span;
+}
+
+void PageHeap::DeleteSpanLocked(Span* span) {
+  span->next = spare_spans_;
+  spare_spans_ = span;
+  ++spare_count_;
 }
 
 bool PageHeap::ResizeLarge(Span* span, size_t n) {
@@ -149,7 +201,7 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
     SetBoundaries(next);
     InsertFree(next);
   } else {
-    DeleteSpan(next);
+    DeleteSpanLocked(next);
   }
   span->num_pages = n;
   large_pages_ += extra;
@@ -166,7 +218,7 @@ void PageHeap::CheckInUseLargeLocked(const Span* span) const {
 
 bool PageHeap::ShrinkLargeLocked(Span* span, size_t n, uint64_t now) {
   CheckInUseLargeLocked(span);
-  Span* tail = NewSpan();
+  Span* tail = NewSpanLocked();
   if (tail == nullptr) return false;
   tail->owner = this;
   tail->first_page = span->first_page + n;
@@ -230,6 +282,7 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->free_spans = free_spans_;
   out->long_free_spans = long_backed_.length() + long_returned_.length();
   out->age_walk_steps = age_.walk_steps();
+  out->spare_spans = spare_count_;
 }
 
 bool PageHeap::AgeListConsistent() {
@@ -315,7 +368,7 @@ Span* PageHeap::FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first) 
 
 Span* PageHeap::Carve(Span* span, size_t n) {
   if (span->num_pages > n) {
-    Span* rest = NewSpan();
+    Span* rest = NewSpanLocked();
     if (rest == nullptr) return nullptr;  // metadata exhausted; span stays free
     rest->owner = this;
     rest->first_page = span->first_page + n;
@@ -345,9 +398,9 @@ bool PageHeap::TrimTo(Span* span, uintptr_t first_page, size_t n) {
   size_t before = first_page - span->first_page;
   size_t after = end - (first_page + n);
   Span* pieces[2] = {nullptr, nullptr};
-  if ((before > 0 && (pieces[0] = NewSpan()) == nullptr) ||
-      (after > 0 && (pieces[1] = NewSpan()) == nullptr)) {
-    if (pieces[0] != nullptr) DeleteSpan(pieces[0]);
+  if ((before > 0 && (pieces[0] = NewSpanLocked()) == nullptr) ||
+      (after > 0 && (pieces[1] = NewSpanLocked()) == nullptr)) {
+    if (pieces[0] != nullptr) DeleteSpanLocked(pieces[0]);
     span->location = state;
     MergeAndInsert(span);
     return false;
@@ -406,7 +459,7 @@ bool PageHeap::GrowUnlocked(size_t n) {
 bool PageHeap::AddFreshPages(uintptr_t first, size_t n) {
   // On failure the caller still owns the range.
   if (!g_pagemap.Ensure(first, n)) return false;
-  Span* span = NewSpan();
+  Span* span = NewSpanLocked();
   if (span == nullptr) return false;
   span->owner = this;
   span->first_page = first;
@@ -482,7 +535,7 @@ void PageHeap::TakeInNeighbour(Span* span, Span* other, AgeHint* hint) {
   RemoveFree(other);
   if (other->first_page < span->first_page) span->first_page = other->first_page;
   span->num_pages += other->num_pages;
-  DeleteSpan(other);
+  DeleteSpanLocked(other);
 }
 
 void PageHeap::MergeAndInsert(Span* span, bool absorb_returned) {

@@ -117,6 +117,7 @@ struct PageHeapStats {
   uint64_t long_free_spans;  // free runs longer than kMaxPages
   uint64_t unmapped_bytes_total;  // free spans unmapped for want of address space
   uint64_t age_walk_steps;  // spans passed keeping the age list in order, since the start
+  uint64_t spare_spans;     // Span structs kept for the next cut (in use for the arena)
 };
 
 // Free spans by length, for the statistics report: bucket 0 holds spans of
@@ -154,6 +155,17 @@ class PageHeap {
 
   // Returns an in-use span of this heap; coalesces and applies the cap.
   void Delete(Span* span);
+
+  // New for up to `count` spans of n pages of class cls (no alignment),
+  // under one hold of the lock while free spans fit; when none fits, one
+  // span through New (which may grow the heap). Returns how many went to
+  // out[], 0 when out of memory. A refill of a class with one or two
+  // objects per span needs several spans at once, and each lock hold is
+  // two atomic operations.
+  int NewSpans(size_t n, uint32_t cls, int slot, Span** out, int count);
+
+  // Delete for several spans, under one hold of the lock.
+  void DeleteSpans(Span* const* spans, int count);
 
   // Changes the length of an in-use large span to n pages in place:
   // shrinking frees the tail; growing takes the free pages right after the
@@ -258,6 +270,16 @@ class PageHeap {
   bool ShrinkLargeLocked(Span* span, size_t n, uint64_t now);
   void CheckInUseLargeLocked(const Span* span) const;
   Span* Carve(Span* span, size_t n);
+  // Span structs for cuts, merges and fresh pages, which happen under the
+  // lock: a merge's struct goes to spare_spans_ and the next cut takes it
+  // from there, so neither takes the arena's lock (two more atomic
+  // operations each); the arena only hands out new ones. Not bounded: a
+  // program that frees 5000 blocks and then allocates them again merges
+  // 5000 times, then cuts 5000 times, and the arena's own list of freed
+  // structs was not bounded either.
+  Span* NewSpanLocked();
+  void DeleteSpanLocked(Span* span);
+  void DeleteLocked(Span* span, uint64_t now);
   bool AddFreshPages(uintptr_t first, size_t n);
   bool TrimTo(Span* span, uintptr_t first_page, size_t n);
   void Register(Span* span, uint32_t cls);
@@ -284,6 +306,8 @@ class PageHeap {
   SpanList* ListFor(const Span* span);
 
   SpinLock lock_;
+  Span* spare_spans_ = nullptr;  // linked through Span::next
+  size_t spare_count_ = 0;
   SpanList backed_[kMaxPages + 1];
   SpanList returned_[kMaxPages + 1];
   SpanList long_backed_;

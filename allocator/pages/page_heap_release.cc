@@ -244,7 +244,7 @@ size_t PageHeap::UnmapFree() {
       }
       total_pages_ -= span->num_pages;
       pages += span->num_pages;
-      DeleteSpan(span);
+      DeleteSpanLocked(span);
     }
   };
   for (size_t n = 1; n <= kMaxPages; ++n) {
