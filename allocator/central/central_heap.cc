@@ -215,13 +215,14 @@ constexpr size_t kZeroByReleaseBytes = size_t{2} << 20;
 
 bool LargeRequestIsHopeless(size_t size) { return SystemRequestExceedsMemory(size); }
 
-void* AllocateLarge(size_t size, size_t align, bool* zeroed) {
+void* AllocateLarge(size_t size, size_t align, bool* zeroed, bool grows) {
   InitCentralHeap();
   if (align < kPageSize) align = kPageSize;
   if ((align & (align - 1)) != 0 || align > kMaxLargeBytes || size > kMaxLargeBytes) {
     return nullptr;
   }
-  Span* span = g_page_heap.New(PagesFor(size), kLargeClass, align >> kPageShift);
+  Span* span = g_page_heap.New(PagesFor(size), kLargeClass, align >> kPageShift, kNoLocality,
+                               grows ? Placement::kRoomToGrow : Placement::kBestFit);
   if (span == nullptr) return nullptr;
   if (zeroed != nullptr) {
     *zeroed = span->was_returned;

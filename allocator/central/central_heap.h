@@ -57,8 +57,9 @@ void InsertBatch(uint32_t cls, void* const* items, int n);
 // the result is align-aligned. size 0 gets one page. nullptr on OOM or for an
 // impossible size / alignment. *zeroed (when not null) tells whether every
 // byte of the block is known to be zero (fresh or returned pages), so calloc
-// need not write them.
-void* AllocateLarge(size_t size, size_t align, bool* zeroed = nullptr);
+// need not write them. grows: realloc moves the block because it grows,
+// so it goes where the pages after it are free (Placement::kRoomToGrow).
+void* AllocateLarge(size_t size, size_t align, bool* zeroed = nullptr, bool grows = false);
 // Whether no memory the allocator could free would let a block of `size`
 // bytes be mapped (the kernel refuses it outright: SystemRequestExceedsMemory).
 // The caller then fails at once instead of draining caches first.

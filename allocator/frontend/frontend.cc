@@ -154,7 +154,7 @@ void* AllocateSmallSlow(uint32_t cls) noexcept {
   return AllocateSmallBelowThreadCache(cls);
 }
 
-void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
+void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed, bool grows) noexcept {
   // More than RAM + swap under the kernel's default overcommit heuristic:
   // refused whatever we free, so nothing is drained or unmapped first (a
   // program probing for the largest block it can get would otherwise
@@ -172,7 +172,7 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed) noexcept {
   AllocatorSection section;
   ReturnDeferredFreesIfAny();
   void* p = RetryAfterReturningCachedMemory(
-      [=] { return AllocateLarge(size, align, zeroed); });
+      [=] { return AllocateLarge(size, align, zeroed, grows); });
   return p != nullptr ? p : OutOfMemory();
 }
 

@@ -43,8 +43,10 @@ namespace rseqmalloc::internal {
 
 [[gnu::noinline, gnu::cold]] void* AllocateSmallSlow(uint32_t cls) noexcept;
 // *zeroed (when not null): whether the block is known to read as zero.
+// grows: realloc moves the block because it grows (AllocateLarge).
 [[gnu::noinline, gnu::cold]] void* AllocateLargeSlow(size_t size, size_t align,
-                                                     bool* zeroed = nullptr) noexcept;
+                                                     bool* zeroed = nullptr,
+                                                     bool grows = false) noexcept;
 [[gnu::noinline, gnu::cold]] void FreeSlow(void* p, uint32_t cls) noexcept;
 
 // One rseq pop; everything else -- a miss, a thread cache, no cache, not

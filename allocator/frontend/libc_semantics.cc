@@ -27,7 +27,10 @@ void* MoveBlock(void* p, size_t usable, size_t size, size_t room = 0) {
   void* q = nullptr;
   if (room > size) {
     int saved_errno = errno;
-    q = Allocate(room);
+    // A block given room grows: a large one goes where it can keep growing
+    // in place (PageHeap's Placement::kRoomToGrow).
+    q = room > kMaxSmallSize ? AllocateLargeSlow(room, kPageSize, nullptr, /*grows=*/true)
+                             : Allocate(room);
     if (q == nullptr) errno = saved_errno;
   }
   if (q == nullptr) q = Allocate(size);

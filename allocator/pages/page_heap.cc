@@ -22,7 +22,7 @@ size_t GrowPages() {
 
 }  // namespace
 
-Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot) {
+Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot, Placement placement) {
   if (n == 0 || align_pages == 0 || (align_pages & (align_pages - 1)) != 0) return nullptr;
   if (slot < kNoLocality || slot >= kLocalitySlots || align_pages > 1) slot = kNoLocality;
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
@@ -34,7 +34,7 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot) {
     bool no_fit = false;
     PendingWork work;
     lock_.Lock();
-    Span* span = TryNewLocked(n, cls, align_pages, slot, &no_fit);
+    Span* span = TryNewLocked(n, cls, align_pages, slot, &no_fit, placement);
     // Free resident pages up to what is in use are the reuse pool; only
     // beyond that does growth give old long runs back first.
     bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
@@ -70,9 +70,11 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot) {
 // another state, and asking for a fresh GiB each time mapped 1 GiB per
 // iteration.
 Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot,
-                             bool* no_fit) {
+                             bool* no_fit, Placement placement) {
   uintptr_t first = 0;
-  Span* span = align_pages > 1 ? FindFreeAligned(n, align_pages, &first) : FindFree(n);
+  Span* span = align_pages > 1                          ? FindFreeAligned(n, align_pages, &first)
+               : placement == Placement::kRoomToGrow ? FindRoomToGrow(n)
+                                                     : FindFree(n);
   if (span != nullptr && align_pages == 1) first = span->first_page;
   if (slot != kNoLocality) span = PlaceForSlot(slot, n, span, &first);
   if (span == nullptr) {
@@ -328,6 +330,22 @@ Span* PageHeap::FindFree(size_t n) {
   if (backed == nullptr) return returned;
   if (returned == nullptr || backed->num_pages <= returned->num_pages) return backed;
   return returned;
+}
+
+// A growing block moved to the best fit ran into its neighbour again a
+// few growths later: a buffer grown to 16 MiB in 4 KiB steps moved at
+// 14 MiB and copied it, every time (glibc grows at the top of its heap and
+// copies nothing). The longest run leaves it room; resident runs first,
+// so that the growths do not fault.
+Span* PageHeap::FindRoomToGrow(size_t n) {
+  for (const SpanList* list : {&long_backed_, &long_returned_}) {
+    Span* longest = nullptr;
+    for (Span* s = list->first(); s != nullptr; s = s->next) {
+      if (longest == nullptr || s->num_pages > longest->num_pages) longest = s;
+    }
+    if (longest != nullptr && longest->num_pages >= kGrowthRunFactor * n) return longest;
+  }
+  return FindFree(n);
 }
 
 Span* PageHeap::BestLongFit(const SpanList* list, size_t n) {

@@ -138,6 +138,13 @@ constexpr int FreeSpanBucket(size_t pages) {
 }
 static_assert(FreeSpanBucket(kMaxPages) == kFreeSpanBuckets - 2);
 
+// Where New puts a span. kRoomToGrow is for a block that realloc moves
+// because it grows: at the start of the longest free run (resident runs
+// first) when that run holds kGrowthRunFactor times the block, so that
+// the next growths take the pages after it in place; otherwise best fit.
+enum class Placement { kBestFit, kRoomToGrow };
+inline constexpr size_t kGrowthRunFactor = 4;
+
 class PageHeap {
  public:
   constexpr PageHeap() = default;
@@ -151,7 +158,8 @@ class PageHeap {
   // class byte is kLargeClass). nullptr when out of memory or n is absurd.
   // slot (0 <= slot < kLocalitySlots, with align_pages 1): place the span
   // by that CPU slot's previous ones (Locality, above).
-  Span* New(size_t n, uint32_t cls, size_t align_pages = 1, int slot = kNoLocality);
+  Span* New(size_t n, uint32_t cls, size_t align_pages = 1, int slot = kNoLocality,
+            Placement placement = Placement::kBestFit);
 
   // Returns an in-use span of this heap; coalesces and applies the cap.
   void Delete(Span* span);
@@ -233,7 +241,8 @@ class PageHeap {
     Cause cause;
   };
   uint64_t Now() const;
-  Span* TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot, bool* no_fit);
+  Span* TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot, bool* no_fit,
+                     Placement placement = Placement::kBestFit);
   Span* PlaceForSlot(int slot, size_t n, Span* best_fit, uintptr_t* first);
   bool TouchesAnotherSlot(uintptr_t first, size_t n, int slot) const;
   bool CarvingNear(const Span* span) const;
@@ -263,6 +272,7 @@ class PageHeap {
   bool TakeDeadlineAppearedLocked();
 
   Span* FindFree(size_t n);
+  Span* FindRoomToGrow(size_t n);
   static Span* BestLongFit(const SpanList* list, size_t n);
   Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
   Span* FreeSpanAfter(const Span* span);

@@ -20,7 +20,7 @@ namespace {
 // Heaps must outlive their memory, so each test gets its own static heap.
 // The release policy's tests are in page_heap_release_test.cc.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_random, g_owner_a, g_owner_b, g_reuse,
-    g_histogram, g_unmap;
+    g_histogram, g_unmap, g_grow;
 
 TEST(PageHeap, SmallSpanRegistersEveryPage) {
   Span* s = g_basic.New(3, 5);
@@ -215,6 +215,36 @@ TEST(PageHeap, FreedPagesAreReusedFirst) {
   EXPECT_EQ(b->first_page, first);
   EXPECT_FALSE(b->was_returned);
   g_reuse.Delete(b);
+}
+
+// Placement::kRoomToGrow: a block realloc moves because it grows goes to the
+// start of the longest free run, where ResizeLarge can then grow it in
+// place; best fit would take the small hole.
+TEST(PageHeap, AGrowingBlockGoesToTheStartOfTheLongestRun) {
+  Span* small = g_grow.New(8, kLargeClass);
+  Span* wall = g_grow.New(1, kLargeClass);  // keeps the hole from merging
+  Span* big = g_grow.New(600, kLargeClass);
+  Span* end = g_grow.New(1, kLargeClass);
+  ASSERT_TRUE(small && wall && big && end);
+  uintptr_t hole = small->first_page;
+  uintptr_t run = big->first_page;
+  g_grow.Delete(small);
+  g_grow.Delete(big);
+  Span* best = g_grow.New(6, kLargeClass);
+  ASSERT_NE(best, nullptr);
+  EXPECT_EQ(best->first_page, hole) << "best fit takes the 8-page hole";
+  g_grow.Delete(best);
+  Span* grows = g_grow.New(6, kLargeClass, 1, kNoLocality, Placement::kRoomToGrow);
+  ASSERT_NE(grows, nullptr);
+  EXPECT_EQ(grows->first_page, run);
+  EXPECT_TRUE(g_grow.ResizeLarge(grows, 500)) << "the pages after it are free";
+  EXPECT_EQ(grows->first_page, run);
+  // No run holds kGrowthRunFactor times the block: best fit after all.
+  Span* wide = g_grow.New(2000, kLargeClass, 1, kNoLocality, Placement::kRoomToGrow);
+  ASSERT_NE(wide, nullptr);
+  EXPECT_EQ(wide->num_pages, 2000u);
+  for (Span* s : {grows, wide, wall, end}) g_grow.Delete(s);
+  ExpectBalanced(&g_grow);
 }
 
 // Spans of different heaps may be adjacent in memory; they must never merge.
