@@ -417,14 +417,10 @@ void* CpuCache::Refill(uint32_t cls) {
   // (docs/design.md, "Batches keep their order"). One pass does both.
   void* rest[kMaxMove];
   int k = n - 1;
-  if (prefetch_refills_) {
-    PrefetchForWrite(batch[0]);
-    for (int i = 1; i < n; ++i) {
-      PrefetchForWrite(batch[i]);
-      rest[n - 1 - i] = batch[i];
-    }
-  } else {
-    for (int i = 1; i < n; ++i) rest[n - 1 - i] = batch[i];
+  if (prefetch_refills_) PrefetchForWrite(batch[0]);
+  for (int i = 1; i < n; ++i) {
+    if (prefetch_refills_) PrefetchForWrite(batch[i]);
+    rest[n - 1 - i] = batch[i];
   }
   int ran_on;
   int pushed = k > 0 ? slab_->PushBatch(cls, rest, static_cast<unsigned>(k), &ran_on) : 0;
