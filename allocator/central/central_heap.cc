@@ -242,10 +242,11 @@ void FreeLarge(void* p) {
   g_page_heap.Delete(LiveLargeSpan(p, "free(): invalid pointer (not the start of a live large block)"));
 }
 
-bool ResizeLargeInPlace(void* p, size_t size) {
+bool ResizeLargeInPlace(void* p, size_t size, size_t room) {
   if (size > kMaxLargeBytes) return false;
+  if (room > kMaxLargeBytes) room = kMaxLargeBytes;
   Span* span = LiveLargeSpan(p, "realloc(): invalid pointer (not the start of a live large block)");
-  return g_page_heap.ResizeLarge(span, PagesFor(size));
+  return g_page_heap.ResizeLarge(span, PagesFor(size), PagesFor(room));
 }
 
 void* AllocateMetadata(size_t bytes) { return ArenaAlloc(bytes); }

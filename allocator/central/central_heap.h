@@ -66,8 +66,9 @@ void* AllocateLarge(size_t size, size_t align, bool* zeroed = nullptr, bool grow
 bool LargeRequestIsHopeless(size_t size);
 // Resizes the large block p (what AllocateLarge returned) to hold `size`
 // bytes without moving it: shrinking frees whole pages at its end, growing
-// takes the free pages after it. False when it cannot grow in place.
-bool ResizeLargeInPlace(void* p, size_t size);
+// takes the free pages after it, up to `room` bytes when they are free.
+// False when it cannot grow in place.
+bool ResizeLargeInPlace(void* p, size_t size, size_t room = 0);
 // p must be exactly what AllocateLarge returned; anything else crashes with
 // a message (it would corrupt the heap otherwise).
 void FreeLarge(void* p);

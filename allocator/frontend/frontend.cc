@@ -176,10 +176,10 @@ void* AllocateLargeSlow(size_t size, size_t align, bool* zeroed, bool grows) noe
   return p != nullptr ? p : OutOfMemory();
 }
 
-bool ResizeLargeBlock(void* p, size_t size) {
+bool ResizeLargeBlock(void* p, size_t size, size_t room) {
   if (InsideAllocator() || size > kMaxRequest) return false;
   AllocatorSection section;
-  return ResizeLargeInPlace(p, size);
+  return ResizeLargeInPlace(p, size, room);
 }
 
 void FreeSlow(void* p, uint32_t cls) noexcept {

@@ -158,7 +158,7 @@ void ReturnDeferredFrees();
 // Resizes a large block in place (central_heap.h); false when it cannot, and
 // always when this call interrupted the allocator (the page heap's lock may
 // be held below us).
-bool ResizeLargeBlock(void* p, size_t size);
+bool ResizeLargeBlock(void* p, size_t size, size_t room = 0);
 
 // Bytes usable at p (0 for null); aborts on a pointer we do not own.
 size_t CheckedUsableSize(const void* p);

@@ -1,5 +1,6 @@
 #include "allocator/pages/page_heap.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "allocator/pages/arena.h"
@@ -73,9 +74,11 @@ Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slo
                              bool* no_fit, Placement placement) {
   uintptr_t first = 0;
   Span* span = align_pages > 1                          ? FindFreeAligned(n, align_pages, &first)
-               : placement == Placement::kRoomToGrow ? FindRoomToGrow(n)
+               : placement == Placement::kRoomToGrow ? FindRoomToGrow(n, &first)
                                                      : FindFree(n);
-  if (span != nullptr && align_pages == 1) first = span->first_page;
+  if (span != nullptr && align_pages == 1 && placement != Placement::kRoomToGrow) {
+    first = span->first_page;
+  }
   if (slot != kNoLocality) span = PlaceForSlot(slot, n, span, &first);
   if (span == nullptr) {
     *no_fit = true;
@@ -89,6 +92,7 @@ Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slo
     if (span == nullptr) return nullptr;
   }
   Register(span, cls);
+  span->grows = placement == Placement::kRoomToGrow;
   span->placed_for = slot == kNoLocality ? kNoHome : static_cast<uint8_t>(slot);
   if (slot != kNoLocality) local_next_[slot] = span->first_page + n;
   return span;
@@ -169,7 +173,7 @@ void PageHeap::DeleteSpanLocked(Span* span) {
   ++spare_count_;
 }
 
-bool PageHeap::ResizeLarge(Span* span, size_t n) {
+bool PageHeap::ResizeLarge(Span* span, size_t n, size_t room) {
   if (n == 0 || n > kMaxRequestPages) return false;
   if (n < span->num_pages) {
     // Shrinking frees a tail: stamp it, and sweep afterwards like Delete.
@@ -196,6 +200,7 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
     next = FreeSpanAfter(span);
     if (next == nullptr || next->num_pages < extra) return false;
   }
+  if (room > n) extra = std::min(next->num_pages, room - span->num_pages);
   RemoveFree(next);
   if (next->num_pages > extra) {
     next->first_page += extra;
@@ -205,7 +210,8 @@ bool PageHeap::ResizeLarge(Span* span, size_t n) {
   } else {
     DeleteSpanLocked(next);
   }
-  span->num_pages = n;
+  span->num_pages += extra;
+  span->grows = true;
   large_pages_ += extra;
   SetBoundaries(span);
   return true;

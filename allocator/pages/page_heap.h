@@ -140,8 +140,9 @@ static_assert(FreeSpanBucket(kMaxPages) == kFreeSpanBuckets - 2);
 
 // Where New puts a span. kRoomToGrow is for a block that realloc moves
 // because it grows: at the start of the longest free run (resident runs
-// first) when that run holds kGrowthRunFactor times the block, so that
-// the next growths take the pages after it in place; otherwise best fit.
+// first; at its middle when a growing block ends where it starts) when
+// that run holds kGrowthRunFactor times the block, so that the next growths
+// take the pages after it in place; otherwise best fit.
 enum class Placement { kBestFit, kRoomToGrow };
 inline constexpr size_t kGrowthRunFactor = 4;
 
@@ -178,8 +179,9 @@ class PageHeap {
   // Changes the length of an in-use large span to n pages in place:
   // shrinking frees the tail; growing takes the free pages right after the
   // span (or address space the system has not handed out yet, when the span
-  // ends where it starts). False, with the span unchanged, when it cannot.
-  bool ResizeLarge(Span* span, size_t n);
+  // ends where it starts). Growing, it takes up to `room` pages when they
+  // are free after it. False, with the span unchanged, when it cannot.
+  bool ResizeLarge(Span* span, size_t n, size_t room = 0);
 
   // Returns every free backed page to the OS.
   void ReleaseAll();
@@ -272,7 +274,8 @@ class PageHeap {
   bool TakeDeadlineAppearedLocked();
 
   Span* FindFree(size_t n);
-  Span* FindRoomToGrow(size_t n);
+  Span* FindRoomToGrow(size_t n, uintptr_t* first);
+  size_t RoomForTheBlockBefore(const Span* run) const;
   static Span* BestLongFit(const SpanList* list, size_t n);
   Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
   Span* FreeSpanAfter(const Span* span);

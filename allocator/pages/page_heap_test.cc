@@ -20,7 +20,7 @@ namespace {
 // Heaps must outlive their memory, so each test gets its own static heap.
 // The release policy's tests are in page_heap_release_test.cc.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_random, g_owner_a, g_owner_b, g_reuse,
-    g_histogram, g_unmap, g_grow;
+    g_histogram, g_unmap, g_grow, g_grow_two, g_grow_room;
 
 TEST(PageHeap, SmallSpanRegistersEveryPage) {
   Span* s = g_basic.New(3, 5);
@@ -245,6 +245,48 @@ TEST(PageHeap, AGrowingBlockGoesToTheStartOfTheLongestRun) {
   EXPECT_EQ(wide->num_pages, 2000u);
   for (Span* s : {grows, wide, wall, end}) g_grow.Delete(s);
   ExpectBalanced(&g_grow);
+}
+
+// Two blocks that grow in turn (two threads, each growing a buffer): the
+// second to move must not go right after the first, whose growth it would
+// stop. It takes the middle of the run, and both keep growing in place. A
+// block that does not grow (the wall) keeps the run's start for the first.
+TEST(PageHeap, TwoGrowingBlocksShareTheLongestRun) {
+  Span* wall = g_grow_two.New(1, kLargeClass);
+  Span* run = g_grow_two.New(1000, kLargeClass);
+  Span* end = g_grow_two.New(1, kLargeClass);
+  ASSERT_TRUE(wall && run && end);
+  uintptr_t start = run->first_page;
+  g_grow_two.Delete(run);
+  Span* a = g_grow_two.New(6, kLargeClass, 1, kNoLocality, Placement::kRoomToGrow);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->first_page, start) << "the block before the run does not grow";
+  Span* b = g_grow_two.New(6, kLargeClass, 1, kNoLocality, Placement::kRoomToGrow);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->first_page, start + 6 + (1000 - 6 - 6) / 2) << "a and b get the same room";
+  EXPECT_TRUE(g_grow_two.ResizeLarge(a, 400)) << "b left a room to grow";
+  EXPECT_TRUE(g_grow_two.ResizeLarge(b, 400));
+  EXPECT_EQ(a->first_page, start);
+  for (Span* s : {a, b, wall, end}) g_grow_two.Delete(s);
+  ExpectBalanced(&g_grow_two);
+}
+
+// Growing in place takes the room asked for when it is free, and no more
+// than is free when it is not: the room never makes a growth fail.
+TEST(PageHeap, GrowthInPlaceTakesTheRoomThatIsFree) {
+  Span* a = g_grow_room.New(10, kLargeClass);
+  Span* gap = g_grow_room.New(30, kLargeClass);
+  Span* wall = g_grow_room.New(1, kLargeClass);
+  ASSERT_TRUE(a && gap && wall);
+  g_grow_room.Delete(gap);
+  ASSERT_TRUE(g_grow_room.ResizeLarge(a, 12, 20));
+  EXPECT_EQ(a->num_pages, 20u) << "the room was free";
+  ASSERT_TRUE(g_grow_room.ResizeLarge(a, 25, 60));
+  EXPECT_EQ(a->num_pages, 40u) << "all that was free up to the wall";
+  EXPECT_FALSE(g_grow_room.ResizeLarge(a, 41, 60));
+  EXPECT_EQ(a->num_pages, 40u);
+  for (Span* s : {a, wall}) g_grow_room.Delete(s);
+  ExpectBalanced(&g_grow_room);
 }
 
 // Spans of different heaps may be adjacent in memory; they must never merge.

@@ -52,6 +52,9 @@ struct Span {
   // objects touched them (CentralFreeList::ReleaseInsideFreeObjects); the
   // free objects that start in such a page are off `freelist`.
   uint8_t released_pages;
+  // Large block: placed to grow (Placement::kRoomToGrow) or grown in place
+  // since, so probably still growing.
+  bool grows;
 
   uintptr_t start_address() const { return first_page << kPageShift; }
   void* start() const { return reinterpret_cast<void*>(start_address()); }

@@ -192,6 +192,28 @@ TEST(Realloc, GrowingBufferCopiesAFewTimesItsFinalSize) {
   EXPECT_LE(copied, 6 * kFinal);
 }
 
+// A large block that grows in place takes an eighth more (up to a MiB)
+// when it is free after it, and a size that leaves at most a quarter of it
+// unused keeps its pages: a buffer grown a page at a time then reaches the
+// page heap's lock a few dozen times, not once per call (docs/api.md).
+TEST(Realloc, LargeBlockGrowsInPlaceWithRoomToSpare) {
+  constexpr size_t kSize = size_t{1} << 20;
+  // The shrink frees the pages right after the block, for the growth.
+  void* p = realloc(malloc(Opaque(8 * kSize)), Opaque(kSize));
+  ASSERT_NE(p, nullptr);
+  ASSERT_LT(malloc_usable_size(p), kSize + kSize / 4);
+  void* q = realloc(p, Opaque(kSize + 1));
+  ASSERT_EQ(q, p) << "the pages after the block are free";
+  size_t usable = malloc_usable_size(q);
+  EXPECT_GE(usable, kSize + kSize / 8);
+  EXPECT_EQ(realloc(q, Opaque(usable)), q);
+  EXPECT_EQ(realloc(q, Opaque(kSize - kSize / 16)), q) << "a small shrink keeps the pages";
+  EXPECT_EQ(malloc_usable_size(q), usable);
+  EXPECT_EQ(realloc(q, Opaque(kSize / 2)), q);
+  EXPECT_LT(malloc_usable_size(q), usable) << "a big shrink gives the tail back";
+  free(q);
+}
+
 // free_sized with the size realloc was last given frees the block to its
 // own class: a block kept in place by a shrink is not handed out again as
 // a smaller class's block (which a class taken from the size would do).
