@@ -436,7 +436,7 @@ void GetCentralStats(CentralStats* out) {
   out->free_spans = ph.free_spans;
   out->huge_pages = sys.huge;
   out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();
-  out->spans_metadata = arena.spans_in_use - ph.spare_spans;
+  out->spans_metadata = arena.spans_made - ph.spare_spans;
 }
 
 void LockAllForFork() {

@@ -1,7 +1,5 @@
 #include "allocator/pages/arena.h"
 
-#include <cstring>
-
 #include "allocator/base/spinlock.h"
 #include "allocator/pages/system.h"
 
@@ -14,7 +12,6 @@ constinit SpinLock g_arena_lock;
 // All guarded by g_arena_lock.
 constinit uintptr_t g_next = 0;
 constinit uintptr_t g_end = 0;
-constinit Span* g_free_spans = nullptr;  // linked through Span::next
 constinit ArenaStats g_stats{};
 
 void* AllocLocked(size_t bytes) {
@@ -44,26 +41,9 @@ void* ArenaAlloc(size_t bytes) {
 
 Span* NewSpan() {
   SpinLockHolder h(&g_arena_lock);
-  ++g_stats.span_requests;
-  Span* s = g_free_spans;
-  if (s != nullptr) {
-    g_free_spans = s->next;
-    --g_stats.spans_free;
-    memset(s, 0, sizeof(*s));
-  } else {
-    s = static_cast<Span*>(AllocLocked(sizeof(Span)));
-    if (s == nullptr) return nullptr;
-  }
-  ++g_stats.spans_in_use;
+  auto* s = static_cast<Span*>(AllocLocked(sizeof(Span)));
+  if (s != nullptr) ++g_stats.spans_made;
   return s;
-}
-
-void DeleteSpan(Span* span) {
-  SpinLockHolder h(&g_arena_lock);
-  span->next = g_free_spans;
-  g_free_spans = span;
-  --g_stats.spans_in_use;
-  ++g_stats.spans_free;
 }
 
 void GetArenaStats(ArenaStats* out) {

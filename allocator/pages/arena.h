@@ -1,7 +1,8 @@
 // Metadata allocator: a bump allocator over blocks mapped straight from the
-// OS (never from malloc), plus a free list that recycles Span structs. Memory
-// handed out here is never returned; metadata is small next to the heap it
-// describes (a Span per run of pages, transfer-cache slot arrays).
+// OS (never from malloc). Memory handed out here is never returned;
+// metadata is small next to the heap it describes (a Span per run of pages,
+// transfer-cache slot arrays). Span structs are recycled by the page heap
+// that holds them (PageHeap::DeleteSpanLocked), under its own lock, not here.
 #ifndef RSEQMALLOC_ALLOCATOR_PAGES_ARENA_H_
 #define RSEQMALLOC_ALLOCATOR_PAGES_ARENA_H_
 
@@ -17,18 +18,15 @@ inline constexpr size_t kArenaBlockBytes = size_t{1} << 20;
 struct ArenaStats {
   uint64_t mapped_bytes;     // blocks mapped from the OS
   uint64_t allocated_bytes;  // bump-allocated out of them
-  uint64_t spans_in_use;     // Span structs handed out
-  uint64_t spans_free;       // Span structs waiting for reuse
-  uint64_t span_requests;    // NewSpan calls since the start (each takes the lock)
+  uint64_t spans_made;       // Span structs handed out by NewSpan (never freed)
 };
 
 // Zeroed memory aligned to 64 bytes (a cache line, so per-class metadata of
 // different classes never shares a line). nullptr when the OS refuses.
 void* ArenaAlloc(size_t bytes);
 
-// A zeroed Span, or nullptr when the OS refuses memory.
+// A new zeroed Span, or nullptr when the OS refuses memory.
 Span* NewSpan();
-void DeleteSpan(Span* span);
 
 void GetArenaStats(ArenaStats* out);
 
