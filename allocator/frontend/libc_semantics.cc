@@ -59,11 +59,19 @@ constexpr size_t kMaxInPlaceRoom = size_t{1} << 20;
 size_t InPlaceRoom(size_t bytes) { return bytes / 8 < kMaxInPlaceRoom ? bytes / 8 : kMaxInPlaceRoom; }
 
 // A large block keeps its pages for a size that leaves at most a quarter
-// of it unused: the room a move or a growth gave it must survive the next
-// growth step. (It did not: the step after a move gave the quarter back,
-// and the step after that took the page heap's lock to grow again.)
-// jemalloc's large size classes leave as much unused.
-bool KeepsLargeBlock(size_t usable, size_t size) { return size <= usable && usable - size <= size / 4; }
+// of it, and at most 2 MiB, unused: the room a growth in place gave it
+// must survive the next growth step. (It did not: the step after a move
+// gave the room back, and the step after that took the page heap's lock
+// to grow again.) jemalloc's large size classes leave as much unused; the
+// cap bounds what a shrink of a big block keeps (a move's room, a quarter,
+// goes back at the next step; the growth after it takes those pages again
+// in place).
+constexpr size_t kMaxKeptUnused = 2 * kMaxInPlaceRoom;
+bool KeepsLargeBlock(size_t usable, size_t size) {
+  if (size > usable) return false;
+  size_t unused = usable - size;
+  return unused <= size / 4 && unused <= kMaxKeptUnused;
+}
 
 }  // namespace
 

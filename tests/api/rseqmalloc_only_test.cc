@@ -212,6 +212,14 @@ TEST(Realloc, LargeBlockGrowsInPlaceWithRoomToSpare) {
   EXPECT_EQ(realloc(q, Opaque(kSize / 2)), q);
   EXPECT_LT(malloc_usable_size(q), usable) << "a big shrink gives the tail back";
   free(q);
+  // A big block keeps at most 2 MiB it does not use.
+  void* big = malloc(Opaque(64 * kSize));
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(realloc(big, Opaque(63 * kSize)), big);
+  EXPECT_EQ(malloc_usable_size(big), 64 * kSize);
+  EXPECT_EQ(realloc(big, Opaque(60 * kSize)), big);
+  EXPECT_EQ(malloc_usable_size(big), 60 * kSize);
+  free(big);
 }
 
 // free_sized with the size realloc was last given frees the block to its
