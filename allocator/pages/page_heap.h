@@ -140,9 +140,10 @@ static_assert(FreeSpanBucket(kMaxPages) == kFreeSpanBuckets - 2);
 
 // Where New puts a span. kRoomToGrow is for a block that realloc moves
 // because it grows: at the start of the longest free run (resident runs
-// first; at its middle when a growing block ends where it starts) when
-// that run holds kGrowthRunFactor times the block, so that the next growths
-// take the pages after it in place; otherwise best fit.
+// first) when that run holds kGrowthRunFactor times the block, so that the
+// next growths take the pages after it in place; further in when a block
+// that grows (Span::grows) ends where the run starts, so that both have
+// the same room; otherwise best fit.
 enum class Placement { kBestFit, kRoomToGrow };
 inline constexpr size_t kGrowthRunFactor = 4;
 
