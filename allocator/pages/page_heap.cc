@@ -31,18 +31,10 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot, Placem
   bool released_for_growth = false;
   bool unmapped_for_growth = false;
   for (;;) {
-    uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
+    Span* span = nullptr;
     bool no_fit = false;
-    PendingWork work;
-    lock_.Lock();
-    Span* span = TryNewLocked(n, cls, align_pages, slot, &no_fit, placement);
-    // Free resident pages up to what is in use are the reuse pool; only
-    // beyond that does growth give old long runs back first.
-    bool long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
-    if (span != nullptr && now != 0) work = SweepDueLocked(now);
-    lock_.Unlock();
-    if (span != nullptr) {
-      DoPendingWork(work);
+    bool long_backed = false;
+    if (CutFromFree(n, cls, align_pages, slot, placement, &span, 1, &no_fit, &long_backed) == 1) {
       return span;
     }
     if (!no_fit) return nullptr;  // metadata exhausted
@@ -63,6 +55,27 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot, Placem
     if (unmapped_for_growth || UnmapFree() == 0) return nullptr;
     unmapped_for_growth = true;
   }
+}
+
+int PageHeap::CutFromFree(size_t n, uint32_t cls, size_t align_pages, int slot,
+                          Placement placement, Span** out, int count, bool* no_fit,
+                          bool* long_backed) {
+  uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
+  PendingWork work;
+  int got = 0;
+  lock_.Lock();
+  while (got < count) {
+    Span* span = TryNewLocked(n, cls, align_pages, slot, no_fit, placement);
+    if (span == nullptr) break;
+    out[got++] = span;
+  }
+  // Free resident pages up to what is in use are the reuse pool; only
+  // beyond that does growth give old long runs back first.
+  *long_backed = !long_backed_.empty() && free_backed_pages_ > small_pages_ + large_pages_;
+  if (got > 0 && now != 0) work = SweepDueLocked(now);
+  lock_.Unlock();
+  if (got > 0) DoPendingWork(work);
+  return got;
 }
 
 // An aligned run is looked for inside every free span, not only in spans
@@ -132,24 +145,12 @@ void PageHeap::DeleteLocked(Span* span, uint64_t now) {
 
 int PageHeap::NewSpans(size_t n, uint32_t cls, int slot, Span** out, int count) {
   if (count <= 0) return 0;
-  int got = 0;
   if (count > 1 && n > 0 && n <= kMaxRequestPages) {
     if (slot < kNoLocality || slot >= kLocalitySlots) slot = kNoLocality;
-    uint64_t now = next_release_deadline() != kNoDeadline ? Now() : 0;
-    PendingWork work;
-    lock_.Lock();
-    while (got < count) {
-      bool no_fit = false;
-      Span* span = TryNewLocked(n, cls, 1, slot, &no_fit);
-      if (span == nullptr) break;
-      out[got++] = span;
-    }
-    if (got > 0 && now != 0) work = SweepDueLocked(now);
-    lock_.Unlock();
-    if (got > 0) {
-      DoPendingWork(work);
-      return got;
-    }
+    bool no_fit = false;
+    bool long_backed = false;
+    int got = CutFromFree(n, cls, 1, slot, Placement::kBestFit, out, count, &no_fit, &long_backed);
+    if (got > 0) return got;
   }
   // Nothing free fits (or one span was asked for): New grows the heap.
   Span* span = New(n, cls, 1, slot);

@@ -274,6 +274,13 @@ class PageHeap {
   void PublishDeadlineLocked();
   bool TakeDeadlineAppearedLocked();
 
+  // Cuts up to `count` spans of n pages from the free ones under one hold
+  // of the lock, with the sweep of due releases a hold owes. When fewer:
+  // *no_fit if nothing free fitted (else metadata ran out); *long_backed
+  // whether long resident runs are free beyond what is in use (growth gives
+  // those back first).
+  int CutFromFree(size_t n, uint32_t cls, size_t align_pages, int slot, Placement placement,
+                  Span** out, int count, bool* no_fit, bool* long_backed);
   Span* FindFree(size_t n);
   Span* FindRoomToGrow(size_t n, uintptr_t* first);
   size_t RoomForTheBlockBefore(const Span* run) const;
