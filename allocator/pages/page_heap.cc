@@ -192,30 +192,51 @@ bool PageHeap::ResizeLarge(Span* span, size_t n, size_t room) {
   CheckInUseLargeLocked(span);
   if (n == span->num_pages) return true;
   size_t extra = n - span->num_pages;
-  Span* next = FreeSpanAfter(span);
-  if (next == nullptr || next->num_pages < extra) {
+  size_t want = room > n ? room - span->num_pages : extra;
+  size_t free_after = FreePagesAfter(span, want);
+  if (free_after < extra) {
     // The block ends where the heap does: claim what follows from the system.
-    uintptr_t end = span->first_page + span->num_pages;
-    size_t have = next == nullptr ? 0 : next->num_pages;
-    if (!GrowAt(end + have, extra - have)) return false;
-    next = FreeSpanAfter(span);
-    if (next == nullptr || next->num_pages < extra) return false;
+    uintptr_t end = span->first_page + span->num_pages + free_after;
+    if (!GrowAt(end, extra - free_after)) return false;
+    free_after = FreePagesAfter(span, want);
+    if (free_after < extra) return false;
   }
-  if (room > n) extra = std::min(next->num_pages, room - span->num_pages);
-  RemoveFree(next);
-  if (next->num_pages > extra) {
-    next->first_page += extra;
-    next->num_pages -= extra;
-    SetBoundaries(next);
-    InsertFree(next);
-  } else {
-    DeleteSpanLocked(next);
-  }
-  span->num_pages += extra;
+  TakeFreePagesAfter(span, std::min(free_after, want));
   span->grows = true;
-  large_pages_ += extra;
-  SetBoundaries(span);
   return true;
+}
+
+// Free pages right after `span`, counted up to `limit`. They may be more
+// than one free span: resident pages and returned ones next to them do not
+// always merge (Mergeable), and a growth that stopped at the first span
+// moved the block, where the pages it needed were free.
+size_t PageHeap::FreePagesAfter(const Span* span, size_t limit) {
+  size_t pages = 0;
+  for (const Span* s = FreeSpanAfter(span); s != nullptr && pages < limit; s = FreeSpanAfter(s)) {
+    pages += s->num_pages;
+  }
+  return pages;
+}
+
+// Adds the next `pages` free pages after the in-use large `span` to it.
+void PageHeap::TakeFreePagesAfter(Span* span, size_t pages) {
+  while (pages > 0) {
+    Span* next = FreeSpanAfter(span);
+    size_t bite = std::min(pages, static_cast<size_t>(next->num_pages));
+    RemoveFree(next);
+    if (next->num_pages > bite) {
+      next->first_page += bite;
+      next->num_pages -= bite;
+      SetBoundaries(next);
+      InsertFree(next);
+    } else {
+      DeleteSpanLocked(next);
+    }
+    span->num_pages += bite;
+    large_pages_ += bite;
+    pages -= bite;
+  }
+  SetBoundaries(span);
 }
 
 void PageHeap::CheckInUseLargeLocked(const Span* span) const {

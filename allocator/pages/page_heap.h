@@ -287,6 +287,8 @@ class PageHeap {
   static Span* BestLongFit(const SpanList* list, size_t n);
   Span* FindFreeAligned(size_t n, size_t align_pages, uintptr_t* first);
   Span* FreeSpanAfter(const Span* span);
+  size_t FreePagesAfter(const Span* span, size_t limit);
+  void TakeFreePagesAfter(Span* span, size_t pages);
   bool GrowAt(uintptr_t first_page, size_t n);
   bool ShrinkLargeLocked(Span* span, size_t n, uint64_t now);
   void CheckInUseLargeLocked(const Span* span) const;

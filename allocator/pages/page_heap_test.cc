@@ -20,7 +20,7 @@ namespace {
 // Heaps must outlive their memory, so each test gets its own static heap.
 // The release policy's tests are in page_heap_release_test.cc.
 constinit PageHeap g_basic, g_large, g_coalesce, g_align, g_random, g_owner_a, g_owner_b, g_reuse,
-    g_histogram, g_unmap, g_grow, g_grow_two, g_grow_room;
+    g_histogram, g_unmap, g_grow, g_grow_two, g_grow_room, g_grow_across;
 
 TEST(PageHeap, SmallSpanRegistersEveryPage) {
   Span* s = g_basic.New(3, 5);
@@ -287,6 +287,26 @@ TEST(PageHeap, GrowthInPlaceTakesTheRoomThatIsFree) {
   EXPECT_EQ(a->num_pages, 40u);
   for (Span* s : {a, wall}) g_grow_room.Delete(s);
   ExpectBalanced(&g_grow_room);
+}
+
+// Resident free pages and returned ones after them do not always merge
+// into one free span; growth in place takes both, where it used to stop at
+// the first and make realloc move the block.
+TEST(PageHeap, GrowthInPlaceTakesResidentAndReturnedPagesAfterIt) {
+  Span* a = g_grow_across.New(10, kLargeClass);  // the growth unit's rest stays returned
+  Span* b = g_grow_across.New(5, kLargeClass);
+  ASSERT_TRUE(a && b);
+  g_grow_across.Delete(b);  // 5 resident pages, then the returned rest
+  PageHeapStats st;
+  g_grow_across.GetStats(&st);
+  ASSERT_EQ(st.free_backed_bytes, 5 * kPageSize) << "the freed pages merged with the rest";
+  ASSERT_EQ(st.free_spans, 2u);
+  EXPECT_TRUE(g_grow_across.ResizeLarge(a, 30)) << "5 resident pages and 15 returned ones";
+  EXPECT_EQ(a->num_pages, 30u);
+  EXPECT_TRUE(g_grow_across.ResizeLarge(a, 31, 40));
+  EXPECT_EQ(a->num_pages, 40u);
+  g_grow_across.Delete(a);
+  ExpectBalanced(&g_grow_across);
 }
 
 // Spans of different heaps may be adjacent in memory; they must never merge.
