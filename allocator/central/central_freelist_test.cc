@@ -114,8 +114,6 @@ TEST(CentralFreeList, ReturnedObjectsAreReusedBeforeCarving) {
   EXPECT_EQ(st.spans, 0u);
 }
 
-// Two CPUs refilling one small class in turn, one object at a time, carve
-// two spans, not one span in alternation (false sharing).
 // A class of one object per span needs a span per object: a batch takes
 // them from the page heap together (PageHeap::NewSpans), exactly as many as
 // it needs, and hands the objects out in address order as before.
@@ -140,6 +138,8 @@ TEST(CentralFreeList, OneObjectSpansComeTogetherInAddressOrder) {
   ExpectBalanced(&heap);
 }
 
+// Two CPUs refilling one small class in turn, one object at a time, carve
+// two spans, not one span in alternation (false sharing).
 TEST(CentralFreeListHomes, TwoHomesTakingTurnsCarveTwoSpans) {
   static CentralFreeList list;
   uint32_t cls = SizeToClass(16);

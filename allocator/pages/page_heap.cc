@@ -86,11 +86,14 @@ int PageHeap::CutFromFree(size_t n, uint32_t cls, size_t align_pages, int slot,
 Span* PageHeap::TryNewLocked(size_t n, uint32_t cls, size_t align_pages, int slot,
                              bool* no_fit, Placement placement) {
   uintptr_t first = 0;
-  Span* span = align_pages > 1                          ? FindFreeAligned(n, align_pages, &first)
-               : placement == Placement::kRoomToGrow ? FindRoomToGrow(n, &first)
-                                                     : FindFree(n);
-  if (span != nullptr && align_pages == 1 && placement != Placement::kRoomToGrow) {
-    first = span->first_page;
+  Span* span;
+  if (align_pages > 1) {
+    span = FindFreeAligned(n, align_pages, &first);
+  } else if (placement == Placement::kRoomToGrow) {
+    span = FindRoomToGrow(n, &first);
+  } else {
+    span = FindFree(n);
+    if (span != nullptr) first = span->first_page;
   }
   if (slot != kNoLocality) span = PlaceForSlot(slot, n, span, &first);
   if (span == nullptr) {
@@ -222,7 +225,7 @@ size_t PageHeap::FreePagesAfter(const Span* span, size_t limit) {
 void PageHeap::TakeFreePagesAfter(Span* span, size_t pages) {
   while (pages > 0) {
     Span* next = FreeSpanAfter(span);
-    size_t bite = std::min(pages, static_cast<size_t>(next->num_pages));
+    size_t bite = std::min(pages, next->num_pages);
     RemoveFree(next);
     if (next->num_pages > bite) {
       next->first_page += bite;
