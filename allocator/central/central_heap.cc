@@ -78,10 +78,29 @@ void** MapTransferSlots(int shards, bool may_grow) {
   return static_cast<void**>(SystemMapMetadata(TransferSlotsBytes(shards, may_grow)));
 }
 
-// Growth's reservation (31 MiB) is made only when it is at most this
+// Growth's reservation (32 MiB) is made only when it is at most this
 // share of an address-space limit: under a limit of 40 MiB it would leave
 // the heap a few MiB.
 constexpr size_t kTransferGrowthShareOfLimit = 32;
+
+// The page heap's growth hook: before it takes fresh pages, the transfer
+// caches of the classes of a page or more give every object they hold back
+// to its span. Those caches grow as the small ones do (up to 16 MiB of
+// objects a class), and a program that keeps a burst of such blocks cached
+// while it needs memory for something else would otherwise grow by that
+// much (redis' 18 KiB query buffers: peak RSS 77 against 67 MiB). Their
+// spans hold few objects, so they come free; the small classes' objects
+// would free few spans for the work of threading each one back.
+size_t GiveBigCachedObjectsToTheSpans() {
+  size_t given = 0;
+  for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
+    if (ClassToSize(cls) < kPageSize) continue;
+    for (int s = 0; s < g_transfer_shards; ++s) {
+      given += static_cast<size_t>(g_transfer[s][cls].GiveAll());
+    }
+  }
+  return given;
+}
 
 [[gnu::noinline, gnu::cold]] void InitSlow() {
   SpinLockHolder h(&g_init_lock);
@@ -114,6 +133,7 @@ constexpr size_t kTransferGrowthShareOfLimit = 32;
       slots += TransferCache::SlotsFor(cls, g_transfer_shards, may_grow);
     }
   }
+  g_page_heap.SetGrowthHook(&GiveBigCachedObjectsToTheSpans);
   g_initialized.store(true, std::memory_order_release);
 }
 
@@ -433,6 +453,8 @@ void GetCentralStats(CentralStats* out) {
   out->released_growth_bytes = ph.released_growth_bytes;
   out->released_cap_bytes = ph.released_cap_bytes;
   out->released_trim_bytes = ph.released_trim_bytes;
+  out->growth_hook_calls = ph.growth_hook_calls;
+  out->growth_hook_objects = ph.growth_hook_objects;
   out->free_spans = ph.free_spans;
   out->huge_pages = sys.huge;
   out->metadata_bytes = arena.mapped_bytes + g_pagemap.leaf_bytes();

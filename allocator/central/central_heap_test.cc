@@ -582,5 +582,43 @@ TEST(CentralHeap, IdleTransferObjectsGoBackWhileTheProgramAllocates) {
   EXPECT_EQ(s.per_class[cls].spans, 0u);
 }
 
+// Big classes' transfer caches grow as the small ones' do, and the blocks
+// they keep go back to their spans before the page heap takes fresh pages:
+// a program that keeps a burst of them cached while it needs memory for
+// something else does not grow by that much (docs/design.md, "Big classes
+// grow too").
+TEST(CentralHeap, BigBlocksCachedAboveGoBackBeforeTheHeapGrows) {
+  InitCentralHeap();
+  RestoreAffinity restore;
+  ASSERT_TRUE(PinTo(sched_getcpu()));  // one shard's cache
+  uint32_t cls = SizeToClass(64 * 1024);
+  constexpr int kBlocks = 64;  // 4 MiB
+  void* objs[kBlocks];
+  // Round trips grow a cache that an earlier drain took back to its first
+  // capacity (16 blocks of 64 KiB).
+  for (int round = 0; round < 4; ++round) {
+    for (int got = 0; got < kBlocks;) {
+      int k = RemoveBatch(cls, objs + got, kBlocks - got);
+      ASSERT_GT(k, 0);
+      got += k;
+    }
+    InsertBatch(cls, objs, kBlocks);
+  }
+  CentralStats s = CheckedStats();
+  ASSERT_GE(s.per_class[cls].transfer_objects, static_cast<uint64_t>(kBlocks));  // all cached
+  uint64_t calls = s.growth_hook_calls;
+  uint64_t given = s.growth_hook_objects;
+
+  // More than every free page: no free span fits, so the heap must grow.
+  size_t bytes = s.page_heap_free_bytes + s.page_heap_returned_bytes + 8 * kMiB;
+  void* big = AllocateLarge(bytes, kPageSize);
+  ASSERT_NE(big, nullptr);
+  s = CheckedStats();
+  EXPECT_GT(s.growth_hook_calls, calls);
+  EXPECT_GE(s.growth_hook_objects - given, static_cast<uint64_t>(kBlocks));
+  EXPECT_EQ(s.per_class[cls].transfer_objects, 0u);
+  FreeLarge(big);
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal

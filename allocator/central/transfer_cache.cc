@@ -39,7 +39,6 @@ int TransferCache::CapacityFor(uint32_t cls) {
 }
 
 int TransferCache::GrownCapacityFor(uint32_t cls, int shards) {
-  if (ClassToSize(cls) > kTransferCacheGrowMaxObjectBytes) return CapacityFor(cls);
   size_t bytes = kTransferCacheGrownBytes / static_cast<size_t>(shards < 1 ? 1 : shards);
   if (bytes < kTransferCacheShardGrownBytes) bytes = kTransferCacheShardGrownBytes;
   if (bytes > kTransferCacheGrownBytes) bytes = kTransferCacheGrownBytes;
@@ -159,6 +158,12 @@ void TransferCache::Drain() {
   Give(INT32_MAX);
   SpinLockHolder h(&lock_);
   ShrinkLocked(base_capacity_);
+}
+
+int TransferCache::GiveAll() {
+  // An empty cache costs a read, not a lock (as in TakeCached).
+  if (__atomic_load_n(&count_, __ATOMIC_RELAXED) == 0) return 0;
+  return Give(INT32_MAX);
 }
 
 int TransferCache::ReturnIdle() {

@@ -19,26 +19,29 @@
 // another moves them without touching a span), and big classes a few
 // objects.
 //
-// A class of objects up to kTransferCacheGrowMaxObjectBytes (1 KiB) may
-// grow its caches, up to kTransferCacheGrownBatches (32768) batches or
-// kTransferCacheGrownBytes (16 MiB) of objects, shared out among the
-// class's shards; each shard starts grown. When objects make round trips
-// through the span lists (since the last growth, frees overflowed into the
-// central list and a refill then had to take from it) a shrunk capacity
-// doubles again. (Bigger
-// objects cost little per byte on the span lists, and a cache of them would
-// keep whole spans from the page heap.) A program that frees a hundred
-// thousand small blocks and allocates as many again (SmartHeap's sh6bench
-// and sh8bench do) then moves them in batches instead of threading each
-// through its span's free list and reading it back out, a cache miss per
-// object (docs/design.md, "The transfer cache grows for round trips").
+// Every class may grow its caches, up to kTransferCacheGrownBatches (32768)
+// batches or kTransferCacheGrownBytes (16 MiB) of objects, shared out among
+// the class's shards; each shard starts grown. When objects make round
+// trips through the span lists (since the last growth, frees overflowed
+// into the central list and a refill then had to take from it) a shrunk
+// capacity doubles again. A program that frees a hundred thousand small
+// blocks and allocates as many again (SmartHeap's sh6bench and sh8bench do)
+// then moves them in batches instead of threading each through its span's
+// free list and reading it back out, a cache miss per object; one that
+// frees thousands of 8-128 KiB blocks together and allocates them again
+// keeps them instead of releasing each one's span to the page heap, which
+// merges it, and cutting it again (docs/design.md, "The transfer cache
+// grows for round trips", and "Big classes grow too"). Before the page heap
+// takes fresh pages, the caches of classes of a page or more give all
+// their objects back (GiveAll, from the page heap's growth hook), so what
+// they keep is never why the heap grows.
 // Memory they hold and no CPU asks for goes back to the central free lists
 // over time (ReturnIdle, from the maintenance pass), which also halves a
 // grown capacity that was not needed and gives back the slot pages it may
 // no longer use (the stack grows down from the end of its slots, so the
 // low ones); ReleaseFreeMemory drains them. Slot arrays are reserved for
-// the grown capacity (31 MiB of address space for all classes with up to
-// 4 shards, 125 MiB with 16) and touched only as used. Where the system will not
+// the grown capacity (32 MiB of address space for all classes with up to
+// 4 shards, 129 MiB with 16) and touched only as used. Where the system will not
 // reserve that much (a low RLIMIT_AS), the caches are set up without growth
 // (central_heap.cc): the base capacities need a few MiB.
 //
@@ -61,7 +64,6 @@ inline constexpr int kTransferCacheBatches = 512;
 inline constexpr size_t kTransferCacheMaxBytes = size_t{1} << 20;
 inline constexpr int kTransferCacheGrownBatches = 32768;
 inline constexpr size_t kTransferCacheGrownBytes = size_t{16} << 20;
-inline constexpr size_t kTransferCacheGrowMaxObjectBytes = 1024;
 inline constexpr size_t kTransferCacheShardGrownBytes = size_t{4} << 20;
 // A shard that other shards' refills took this many of its class's batches
 // from, since its own CPUs last freed into it, no longer takes from other
@@ -140,6 +142,9 @@ class alignas(64) TransferCache {
   // Sends every cached object to the central free list; the capacity goes
   // back to CapacityFor.
   void Drain();
+  // Sends every cached object to the central free list; the capacity
+  // stays. Returns how many.
+  int GiveAll();
   // Sends the objects that stayed cached all through the interval since
   // the last call (the low-water mark) to the central free list, halves a
   // grown capacity that did not grow in the interval, and starts a new

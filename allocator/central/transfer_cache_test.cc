@@ -90,7 +90,7 @@ TEST(TransferCache, FreedBatchIsServedBackWithoutTouchingSlabs) {
 TEST(TransferCache, OverflowGoesToTheCentralListAndRefillsFromIt) {
   uint32_t cls = SizeToClass(16384);
   static Fixture f(cls);
-  int cap = TransferCache::CapacityFor(cls);
+  int cap = TransferCache::GrownCapacityFor(cls);  // it starts grown
   int n = cap + 10;
   std::vector<void*> objs(n);
   ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);
@@ -268,6 +268,34 @@ TEST(TransferCache, ShrinkKeepsTheObjectsStillCached) {
 // A cache starts at its grown capacity, so a program's first round trips
 // stay in it; an interval with idle objects and no round trip halves it,
 // and a drain takes it to the base capacity.
+// A burst of big objects (sparse_writes: thousands of 8-128 KiB blocks
+// freed together, then allocated again) comes back from the cache: each
+// of them is a span of its own, and through the central list every one
+// would be a span released to the page heap, merged, then cut again.
+TEST(TransferCache, ABurstOfBigObjectsComesBackWithoutTheSpans) {
+  uint32_t cls = SizeToClass(64 << 10);
+  static Fixture f(cls);
+  const int n = static_cast<int>((size_t{8} << 20) / ClassToSize(cls));  // 8 MiB
+  std::vector<void*> objs(static_cast<size_t>(n));
+  ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);  // fresh from the spans
+  f.cache.InsertRange(objs.data(), n);
+  EXPECT_EQ(StatsOf(f.cache).to_central, 0u);
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n));
+  CentralFreeListStats c;
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, static_cast<uint64_t>(n));  // no span went back
+
+  std::vector<void*> again(static_cast<size_t>(n));
+  ASSERT_EQ(f.cache.RemoveRange(again.data(), n), n);
+  EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()),
+            std::set<void*>(again.begin(), again.end()));
+  f.central.GetStats(&c);
+  EXPECT_EQ(c.out_objects, static_cast<uint64_t>(n));  // the same objects, not new ones
+  f.cache.InsertRange(again.data(), n);
+  f.cache.Drain();
+  ExpectEveryObjectInItsSpan(f.central);
+}
+
 TEST(TransferCache, StartsGrownAndIdleIntervalsShrinkIt) {
   uint32_t cls = SizeToClass(80);
   static Fixture f(cls);

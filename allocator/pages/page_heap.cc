@@ -28,6 +28,7 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot, Placem
   if (slot < kNoLocality || slot >= kLocalitySlots || align_pages > 1) slot = kNoLocality;
   if (n > kMaxRequestPages || align_pages > kMaxRequestPages) return nullptr;
   size_t need = align_pages > 1 ? n + align_pages - 1 : n;
+  bool asked_caches = false;
   bool released_for_growth = false;
   bool unmapped_for_growth = false;
   for (;;) {
@@ -38,6 +39,12 @@ Span* PageHeap::New(size_t n, uint32_t cls, size_t align_pages, int slot, Placem
       return span;
     }
     if (!no_fit) return nullptr;  // metadata exhausted
+    if (!asked_caches) {
+      // Free objects of the big classes that caches above keep are spans
+      // this heap could cut from (docs/design.md, "Big classes grow too").
+      asked_caches = true;
+      if (AskCachesForSpans() > 0) continue;
+    }
     if (!released_for_growth && long_backed) {
       // No free span fits: before fresh pages are touched, as many pages of
       // the oldest long backed runs go back (they could not serve this).
@@ -316,6 +323,21 @@ void PageHeap::GetStatsLocked(PageHeapStats* out) const {
   out->long_free_spans = long_backed_.length() + long_returned_.length();
   out->age_walk_steps = age_.walk_steps();
   out->spare_spans = spare_count_;
+  out->growth_hook_calls = __atomic_load_n(&growth_hook_calls_, __ATOMIC_RELAXED);
+  out->growth_hook_objects = __atomic_load_n(&growth_hook_objects_, __ATOMIC_RELAXED);
+}
+
+void PageHeap::SetGrowthHook(GrowthHook hook) {
+  __atomic_store_n(&growth_hook_, hook, __ATOMIC_RELEASE);
+}
+
+size_t PageHeap::AskCachesForSpans() {
+  GrowthHook hook = __atomic_load_n(&growth_hook_, __ATOMIC_ACQUIRE);
+  if (hook == nullptr) return 0;
+  size_t objects = hook();
+  __atomic_fetch_add(&growth_hook_calls_, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&growth_hook_objects_, objects, __ATOMIC_RELAXED);
+  return objects;
 }
 
 bool PageHeap::AgeListConsistent() {

@@ -32,6 +32,10 @@
 //     next_release_deadline()); otherwise, and when that thread is more than
 //     kLateReleaseNs late, the next New / Delete that finds the deadline
 //     passed.
+//   * Growth asks the caches above first: when no free span fits, the
+//     growth hook (SetGrowthHook; the allocator's gives back the blocks of
+//     a page or more that its transfer caches keep) runs once, and the
+//     spans it frees are looked at again before anything else.
 //   * Growth returns long runs first: when no free span fits, the heap
 //     must take fresh pages and its free resident pages outnumber the
 //     pages in use, backed runs longer than kMaxPages (oldest first, none
@@ -110,6 +114,8 @@ struct PageHeapStats {
   uint64_t released_bytes_total;  // cumulative bytes this heap madvised away:
   uint64_t released_expired_bytes;  //   free longer than the delay
   uint64_t released_growth_bytes;   //   to make room for fresh pages
+  uint64_t growth_hook_calls;       // New asked the caches above for spans before growing
+  uint64_t growth_hook_objects;     //   and the free objects they gave back
   uint64_t released_cap_bytes;      //   over the cap
   uint64_t released_trim_bytes;     //   ReleaseAll
   uint64_t next_release_ns;         // deadline of the oldest backed span
@@ -218,6 +224,12 @@ class PageHeap {
   // Called, without the lock, by the free that gives the heap a release
   // deadline when it had none (the maintenance thread may be asleep).
   void SetDeadlineHook(void (*hook)());
+  // Called, without the lock, once by a New that finds no free span and is
+  // about to take fresh pages: it may give the heap spans that caches above
+  // hold (free objects of the big classes), and returns how many objects
+  // it gave back; a New that got some looks for a fit again first.
+  using GrowthHook = size_t (*)();
+  void SetGrowthHook(GrowthHook hook);
 
   // Fork child, lock held: spans a thread of the parent was releasing when
   // the process forked go back on the free lists (as backed: whether the
@@ -252,6 +264,8 @@ class PageHeap {
   Span* FreeSpanAt(uintptr_t page, size_t n) const;
   Span* FindWindow();
   bool GrowUnlocked(size_t n);
+  // Runs the growth hook (no lock held); the objects it gave back.
+  size_t AskCachesForSpans();
   bool WantsSweepLocked(uint64_t now) const;
   ReleaseGoal SweepGoalLocked(uint64_t now) const;
   // What a call leaves to do once the lock is dropped: a sweep that is due,
@@ -343,6 +357,9 @@ class PageHeap {
   bool background_sweeps_ = false;
   bool deadline_appeared_ = false;  // since the hook last ran
   void (*deadline_hook_)() = nullptr;
+  GrowthHook growth_hook_ = nullptr;
+  uint64_t growth_hook_calls_ = 0;    // atomic: the hook runs without the lock
+  uint64_t growth_hook_objects_ = 0;
   Clock clock_ = nullptr;  // nullptr: CLOCK_MONOTONIC_COARSE
   uint64_t releasing_pages_ = 0;
   uint64_t total_pages_ = 0;

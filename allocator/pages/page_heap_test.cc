@@ -217,6 +217,65 @@ TEST(PageHeap, FreedPagesAreReusedFirst) {
   g_reuse.Delete(b);
 }
 
+// A New that finds no fit asks the hook (the transfer caches, in the
+// allocator) for spans once before it takes fresh pages; a span the hook
+// gives back that fits is cut from, and the heap does not grow.
+PageHeap* g_hooked_heap = nullptr;
+Span* g_held_for_hook = nullptr;
+int g_hook_calls = 0;
+size_t GiveTheHeldSpan() {
+  ++g_hook_calls;
+  if (g_held_for_hook == nullptr) return 0;
+  g_hooked_heap->Delete(g_held_for_hook);
+  g_held_for_hook = nullptr;
+  return 1;
+}
+
+TEST(PageHeap, NoFitAsksTheGrowthHookBeforeTakingFreshPages) {
+  static PageHeap heap;
+  g_hooked_heap = &heap;
+  // Everything the heap got from the system is in use: one span held "by a
+  // cache", the rest by the program.
+  Span* held = heap.New(64, kLargeClass);
+  ASSERT_NE(held, nullptr);
+  std::vector<Span*> rest;
+  for (;;) {
+    PageHeapStats s;
+    heap.GetStats(&s);
+    if (s.free_backed_bytes + s.free_returned_bytes == 0) break;
+    Span* one = heap.New(1, kLargeClass);
+    ASSERT_NE(one, nullptr);
+    rest.push_back(one);
+  }
+  PageHeapStats before;
+  heap.GetStats(&before);
+  heap.SetGrowthHook(&GiveTheHeldSpan);
+  g_held_for_hook = held;
+  uintptr_t held_first = held->first_page;
+
+  Span* s = heap.New(64, kLargeClass);  // no fit: the hook gives the held span
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(g_hook_calls, 1);
+  EXPECT_EQ(s->first_page, held_first);
+  PageHeapStats after;
+  heap.GetStats(&after);
+  EXPECT_EQ(after.total_bytes, before.total_bytes);  // no fresh pages
+  EXPECT_EQ(after.growth_hook_calls, 1u);
+  EXPECT_EQ(after.growth_hook_objects, 1u);
+
+  Span* grown = heap.New(64, kLargeClass);  // nothing left to give: the heap grows
+  ASSERT_NE(grown, nullptr);
+  EXPECT_EQ(g_hook_calls, 2);
+  heap.GetStats(&after);
+  EXPECT_GT(after.total_bytes, before.total_bytes);
+  EXPECT_EQ(after.growth_hook_objects, 1u);
+
+  heap.Delete(s);
+  heap.Delete(grown);
+  for (Span* one : rest) heap.Delete(one);
+  ExpectBalanced(&heap);
+}
+
 // Placement::kRoomToGrow: a block realloc moves because it grows goes to the
 // start of the longest free run, where ResizeLarge can then grow it in
 // place; best fit would take the small hole.

@@ -199,6 +199,10 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
       .Dec(r.released_growth_bytes).Str(" for fresh pages, ").Dec(r.released_cap_bytes)
       .Str(" over the cap, ").Dec(r.released_trim_bytes).Str(" by malloc_trim (bytes)\n")
       .Flush(fd);
+  line.Str("    before growing: the transfer caches were asked ").Dec(central.growth_hook_calls)
+      .Str(" times and gave ").Dec(central.growth_hook_objects)
+      .Str(" objects of a page or more back to their spans\n")
+      .Flush(fd);
   if (uint64_t in_calls = InsideReleasedInCalls(); in_calls != 0) {
     line.Str("    by the program's own calls (no maintenance thread): ").Dec(in_calls)
         .Str(" bytes of free objects in partly used slabs\n")
