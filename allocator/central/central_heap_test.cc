@@ -620,5 +620,61 @@ TEST(CentralHeap, BigBlocksCachedAboveGoBackBeforeTheHeapGrows) {
   FreeLarge(big);
 }
 
+// The growth hook runs on whichever thread makes the heap grow, while
+// other threads take blocks of the same classes from the caches it empties
+// and give them back: no block may be handed out twice or lost, and the
+// books must balance after.
+TEST(CentralHeap, GrowthHookUnderManyThreadsLosesAndSharesNothing) {
+  InitCentralHeap();
+  constexpr int kThreads = 16;
+  constexpr int kIters = 100;
+  std::atomic<long> failures{0};
+  constexpr uint32_t kFirstBig = 56;  // the 8 KiB class (checked below)
+  ASSERT_EQ(ClassToSize(kFirstBig), kPageSize);
+  // Blocks of every big class in the caches, for the first growths to take.
+  for (uint32_t cls = kFirstBig; cls < kNumClasses; ++cls) {
+    void* objs[8];
+    int n = RemoveBatch(cls, objs, 8);
+    InsertBatch(cls, objs, n);
+  }
+  static CentralStats before;  // big; keep it off the stack
+  GetCentralStats(&before);
+  uint64_t given_before = before.growth_hook_objects;
+  // Larger than every free page, so that each thread's first large block
+  // (at least) makes the heap grow while the others use the caches.
+  size_t free_bytes = before.page_heap_free_bytes + before.page_heap_returned_bytes;
+  auto worker = [&](int id) {
+    std::mt19937 rng(id * 104729 + 3);
+    for (int it = 0; it < kIters; ++it) {
+      uint32_t cls = kFirstBig + rng() % (kNumClasses - kFirstBig);
+      void* objs[8];
+      int n = RemoveBatch(cls, objs, 8);
+      if (n != 8) failures.fetch_add(1);
+      uint64_t tag = (static_cast<uint64_t>(id) << 48) | (static_cast<uint64_t>(it) << 8);
+      for (int i = 0; i < n; ++i) *static_cast<uint64_t*>(objs[i]) = tag + i;
+      // A large block no free span may fit: the heap grows, and asks.
+      size_t large = free_bytes + ((size_t{1} << 20) << (rng() % 4));
+      void* big = AllocateLarge(large, kPageSize);
+      if (big == nullptr) failures.fetch_add(1);
+      if (big != nullptr) static_cast<char*>(big)[large - 1] = 1;
+      for (int i = 0; i < n; ++i) {
+        if (*static_cast<uint64_t*>(objs[i]) != tag + i) failures.fetch_add(1);
+        if (ClassifyPointer(objs[i]) != cls) failures.fetch_add(1);
+      }
+      InsertBatch(cls, objs, n);
+      if (big != nullptr) FreeLarge(big);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  CentralStats s = CheckedStats();  // the identities hold
+  EXPECT_GT(s.growth_hook_objects, given_before);  // the hook gave blocks back meanwhile
+  for (uint32_t cls = kFirstBig; cls < kNumClasses; ++cls) {
+    EXPECT_EQ(s.per_class[cls].in_use_objects, 0u);
+  }
+}
+
 }  // namespace
 }  // namespace rseqmalloc::internal
