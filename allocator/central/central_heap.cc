@@ -84,17 +84,20 @@ void** MapTransferSlots(int shards, bool may_grow) {
 constexpr size_t kTransferGrowthShareOfLimit = 32;
 
 // The page heap's growth hook: before it takes fresh pages, the transfer
-// caches of the classes of a page or more give every object they hold back
-// to its span. Those caches grow as the small ones do (up to 16 MiB of
-// objects a class), and a program that keeps a burst of such blocks cached
-// while it needs memory for something else would otherwise grow by that
-// much (redis' 18 KiB query buffers: peak RSS 77 against 67 MiB). Their
-// spans hold few objects, so they come free; the small classes' objects
-// would free few spans for the work of threading each one back.
+// caches of the classes over 1 KiB give every object they hold back to its
+// span. Those caches grow as the small ones do since 2026-12-05 (up to
+// 16 MiB of objects a class; before, 1 MiB), and a program that keeps a
+// burst of such blocks cached while it needs memory for something else
+// would otherwise grow by that much (redis' 18 KiB query buffers: peak RSS
+// 77 against 67 MiB). Their spans hold few objects each, so they come free.
+// The small classes keep theirs, as they did before: a span holds many of
+// them, and threading each one back would free few spans for the work.
+constexpr size_t kGiveBackAboveBytes = 1024;
+
 size_t GiveBigCachedObjectsToTheSpans() {
   size_t given = 0;
   for (uint32_t cls = 1; cls < kNumClasses; ++cls) {
-    if (ClassToSize(cls) < kPageSize) continue;
+    if (ClassToSize(cls) <= kGiveBackAboveBytes) continue;
     for (int s = 0; s < g_transfer_shards; ++s) {
       given += static_cast<size_t>(g_transfer[s][cls].GiveAll());
     }

@@ -60,7 +60,7 @@ struct CentralStats {
   uint64_t released_cap_bytes;           //   over the cap,
   uint64_t released_trim_bytes;          //   malloc_trim / ReleaseFreeMemory
   uint64_t growth_hook_calls;      // the page heap asked the transfer caches for spans before growing
-  uint64_t growth_hook_objects;    //   and the cached objects of a page or more they gave back
+  uint64_t growth_hook_objects;    //   and the cached objects over 1 KiB they gave back
   uint64_t system_unmapped_bytes_total;  // heap address space unmapped (RLIMIT_AS, chunk tails)
   uint64_t free_spans;
   HugePageStats huge_pages;

@@ -32,7 +32,7 @@
 // keeps them instead of releasing each one's span to the page heap, which
 // merges it, and cutting it again (docs/design.md, "The transfer cache
 // grows for round trips", and "Big classes grow too"). Before the page heap
-// takes fresh pages, the caches of classes of a page or more give all
+// takes fresh pages, the caches of classes over 1 KiB give all
 // their objects back (GiveAll, from the page heap's growth hook), so what
 // they keep is never why the heap grows.
 // Memory they hold and no CPU asks for goes back to the central free lists

@@ -33,8 +33,8 @@
 //     kLateReleaseNs late, the next New / Delete that finds the deadline
 //     passed.
 //   * Growth asks the caches above first: when no free span fits, the
-//     growth hook (SetGrowthHook; the allocator's gives back the blocks of
-//     a page or more that its transfer caches keep) runs once, and the
+//     growth hook (SetGrowthHook; the allocator's gives back the blocks
+//     over 1 KiB that its transfer caches keep) runs once, and the
 //     spans it frees are looked at again before anything else.
 //   * Growth returns long runs first: when no free span fits, the heap
 //     must take fresh pages and its free resident pages outnumber the

@@ -201,7 +201,7 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
       .Flush(fd);
   line.Str("    before growing: the transfer caches were asked ").Dec(central.growth_hook_calls)
       .Str(" times and gave ").Dec(central.growth_hook_objects)
-      .Str(" objects of a page or more back to their spans\n")
+      .Str(" objects of more than 1 KiB back to their spans\n")
       .Flush(fd);
   if (uint64_t in_calls = InsideReleasedInCalls(); in_calls != 0) {
     line.Str("    by the program's own calls (no maintenance thread): ").Dec(in_calls)
