@@ -114,10 +114,10 @@ struct PageHeapStats {
   uint64_t released_bytes_total;  // cumulative bytes this heap madvised away:
   uint64_t released_expired_bytes;  //   free longer than the delay
   uint64_t released_growth_bytes;   //   to make room for fresh pages
-  uint64_t growth_hook_calls;       // New asked the caches above for spans before growing
-  uint64_t growth_hook_objects;     //   and the free objects they gave back
   uint64_t released_cap_bytes;      //   over the cap
   uint64_t released_trim_bytes;     //   ReleaseAll
+  uint64_t growth_hook_calls;       // New asked the caches above for spans before growing
+  uint64_t growth_hook_objects;     //   and the free objects they gave back
   uint64_t next_release_ns;         // deadline of the oldest backed span
   uint64_t free_spans;
   uint64_t long_free_spans;  // free runs longer than kMaxPages
