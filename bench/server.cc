@@ -7,6 +7,13 @@
 // lifetimes and sizes from every tier of the allocator at once.
 //
 //   server --threads 16 --size mix --live 20000 --ms 500
+//   server --threads 2 --steps 6000000   (a fixed amount of work: see below)
+//
+// Peak RSS from a timed run grows with the number of replacements: the
+// large blocks' churn leaves every allocator's free pages a little more
+// fragmented with each one, so a faster allocator reaches a higher peak in
+// the same time. --steps S (in all, shared among the threads) compares
+// memory at equal work.
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -20,8 +27,12 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: server [--threads N] [--size SIZE] [--live OBJECTS] [--ms MILLISECONDS]\n"
+    "              [--steps S]\n"
     "  N threads replace random objects of a shared table of OBJECTS live\n"
-    "  objects (default 20000). SIZE defaults to mix (see pair --help).\n";
+    "  objects (default 20000). SIZE defaults to mix (see pair --help).\n"
+    "  S > 0: the threads make S replacements in all, each S / N rounded up\n"
+    "  to a multiple of 64, however long they take (--ms is then ignored):\n"
+    "  peak RSS at equal work.\n";
 
 constexpr int kBatch = 64;
 
@@ -39,9 +50,15 @@ int Main(int argc, char** argv) {
   SizeDist dist = options.Size("size", "mix");
   int64_t live = options.Int("live", 20000);
   double seconds = static_cast<double>(options.Int("ms", 500)) / 1000.0;
+  int64_t steps = options.Int("steps", 0);
   options.Finish();
   if (threads < 1) options.Fail("--threads must be at least 1");
   if (live < 1) options.Fail("--live must be at least 1");
+  if (steps < 0) options.Fail("--steps must be 0 (timed) or more");
+  // Counted: the clock still runs from the common start to the last thread's
+  // end; the stop flag, raised at once, is not looked at.
+  if (steps > 0) seconds = 0;
+  uint64_t counted = static_cast<uint64_t>((steps + threads - 1) / threads);
 
   auto table = std::make_unique<std::atomic<void*>[]>(live);
   Rng fill_rng(12345);
@@ -57,7 +74,7 @@ int Main(int argc, char** argv) {
         Rng rng(t + 1);
         uint64_t n = 0;
         uint64_t checksum = 0;
-        while (!stop.load(std::memory_order_relaxed)) {
+        while (counted > 0 ? n < counted : !stop.load(std::memory_order_relaxed)) {
           for (int i = 0; i < kBatch; ++i) {
             size_t size = dist.Next(rng);
             void* fresh = NewObject(size < 8 ? 8 : size);

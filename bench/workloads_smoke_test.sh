@@ -46,6 +46,15 @@ for bin in "$@"; do
     rc=$?
     [ "$rc" -eq 2 ] || { echo "FAIL $name: --replacements -1 gave rc=$rc, want 2"; fail=1; }
   fi
+  if [ "$name" = server ]; then
+    # --steps: that many replacements in all (each thread's share rounded up
+    # to its batch of 64), whatever --ms says.
+    counted=$("$bin" --threads 2 --steps 200 --live 100 --ms 100000 2>&1 | grep '^result ')
+    grep -q ' ops=256 ' <<<"$counted" || { echo "FAIL $name: --steps 200 x 2 threads: $counted"; fail=1; }
+    "$bin" --steps -1 >/dev/null 2>&1
+    rc=$?
+    [ "$rc" -eq 2 ] || { echo "FAIL $name: --steps -1 gave rc=$rc, want 2"; fail=1; }
+  fi
   echo "ok $name: $line"
 done
 exit $fail

@@ -50,6 +50,11 @@ WORKLOADS = [
              ["--ms", "100", "--size", "64"], threads=_even),
     Workload("server", "shared table of live objects, long-tailed size mix, remote frees",
              "ops_per_sec", True, ["--ms", "300"], ["--ms", "100", "--live", "5000"]),
+    Workload("server_steps",
+             "server with a fixed 6M replacements shared among the threads: peak RSS at "
+             "equal work (a timed run's peak grows with the work done)",
+             "ops_per_sec", True, ["--steps", "6000000"], ["--steps", "1500000", "--live", "5000"],
+             binary="server"),
     Workload("fragmentation", "fill, free a random half, refill 4x larger; time for all",
              "seconds", False, ["--mib", "256"], ["--mib", "64"]),
     Workload("realloc_growth", "buffers grown by realloc, std::string, std::vector",
