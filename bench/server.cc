@@ -58,7 +58,7 @@ int Main(int argc, char** argv) {
   // Counted: the clock still runs from the common start to the last thread's
   // end; the stop flag, raised at once, is not looked at.
   if (steps > 0) seconds = 0;
-  uint64_t counted = static_cast<uint64_t>((steps + threads - 1) / threads);
+  uint64_t counted = static_cast<uint64_t>(steps / threads + (steps % threads != 0));
 
   auto table = std::make_unique<std::atomic<void*>[]>(live);
   Rng fill_rng(12345);
