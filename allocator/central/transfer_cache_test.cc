@@ -265,9 +265,6 @@ TEST(TransferCache, ShrinkKeepsTheObjectsStillCached) {
   ExpectEveryObjectInItsSpan(f.central);
 }
 
-// A cache starts at its grown capacity, so a program's first round trips
-// stay in it; an interval with idle objects and no round trip halves it,
-// and a drain takes it to the base capacity.
 // A burst of big objects (sparse_writes: thousands of 8-128 KiB blocks
 // freed together, then allocated again) comes back from the cache: each
 // of them is a span of its own, and through the central list every one
@@ -296,6 +293,9 @@ TEST(TransferCache, ABurstOfBigObjectsComesBackWithoutTheSpans) {
   ExpectEveryObjectInItsSpan(f.central);
 }
 
+// A cache starts at its grown capacity, so a program's first round trips
+// stay in it; an interval with idle objects and no round trip halves it,
+// and a drain takes it to the base capacity.
 TEST(TransferCache, StartsGrownAndIdleIntervalsShrinkIt) {
   uint32_t cls = SizeToClass(80);
   static Fixture f(cls);
