@@ -92,7 +92,7 @@ constexpr size_t kTransferGrowthShareOfLimit = 32;
 // 77 against 67 MiB). Their spans hold few objects each, so they come free.
 // The small classes keep theirs, as they did before: a span holds many of
 // them, and threading each one back would free few spans for the work.
-constexpr size_t kGiveBackAboveBytes = 1024;
+// The bound, kGiveBackAboveBytes, is in central_heap.h.
 
 size_t GiveBigCachedObjectsToTheSpans() {
   size_t given = 0;

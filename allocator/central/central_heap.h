@@ -145,6 +145,10 @@ void SetBackgroundPageRelease(bool on);
 void SetPageReleaseDeadlineHook(void (*hook)());
 // Objects in every transfer cache (takes each cache's lock in turn).
 uint64_t TransferCacheObjects();
+// Before the page heap takes fresh pages, the transfer caches of the
+// classes over this size give every object they hold back to its span
+// (central_heap.cc, GiveBigCachedObjectsToTheSpans).
+inline constexpr size_t kGiveBackAboveBytes = 1024;
 
 // Hands objects no CPU asked for back to the central free lists: each
 // transfer cache gives up what it held all through the last interval (its

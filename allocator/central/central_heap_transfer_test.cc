@@ -205,8 +205,11 @@ TEST(CentralHeap, GrowthHookUnderManyThreadsLosesAndSharesNothing) {
   constexpr int kThreads = 16;
   constexpr int kIters = 100;
   std::atomic<long> failures{0};
-  constexpr uint32_t kFirstBig = 56;  // the 8 KiB class (checked below)
-  ASSERT_EQ(ClassToSize(kFirstBig), kPageSize);
+  // The first class the hook asks (classes grow in size).
+  uint32_t first_big = 1;
+  while (ClassToSize(first_big) <= kGiveBackAboveBytes) ++first_big;
+  const uint32_t kFirstBig = first_big;
+  ASSERT_LT(kFirstBig, kNumClasses);
   // Blocks of every big class in the caches, for the first growths to take.
   for (uint32_t cls = kFirstBig; cls < kNumClasses; ++cls) {
     void* objs[8];
