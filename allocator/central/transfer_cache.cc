@@ -55,8 +55,11 @@ void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, i
   // Grown from the start: round trips begin with a program's first rounds,
   // and on many CPUs a shard grew only when every other shard was empty
   // too, which rarely happens. Idle intervals still halve it down to the
-  // base capacity (ReturnIdle), and round trips grow it back.
-  capacity_ = grown_capacity_;
+  // base capacity (ReturnIdle), and round trips grow it back. Big classes
+  // wait for a burst instead (NoteFreesLocked).
+  grows_on_bursts_ =
+      ClassToSize(cls) > kTransferCacheBurstAboveBytes && grown_capacity_ > base_capacity_;
+  capacity_ = grows_on_bursts_ ? base_capacity_ : grown_capacity_;
   ring_objects_ = kTransferCacheRingBatches * ClassToBatch(cls);
 }
 
@@ -83,9 +86,24 @@ int TransferCache::TakeCached(void** out, int n) {
 // it: objects went down to the spans and now come back up, a round trip a
 // larger cache would have saved. Caller holds the lock.
 void TransferCache::GrowForRoundTripLocked() {
-  if (!overflowed_ || capacity_ >= grown_capacity_) return;
+  if (grows_on_bursts_ || !overflowed_ || capacity_ >= grown_capacity_) return;
   capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
   overflowed_ = false;
+  grew_ = true;
+  ++grows_;
+}
+
+// A big class's count of live objects wanders when a program replaces them
+// at random, and every wander down is a round trip; only a program that
+// frees many at once (and will want them back at once) frees this many in
+// a row. The count restarts at each refill of this shard, not at a refill
+// of another shard that takes from it: a CPU that only frees still frees
+// in bursts.
+void TransferCache::NoteFreesLocked(int n) {
+  if (!grows_on_bursts_) return;
+  freed_since_refill_ += n;
+  if (freed_since_refill_ < kTransferCacheBurstObjects || capacity_ >= grown_capacity_) return;
+  capacity_ = grown_capacity_;
   grew_ = true;
   ++grows_;
 }
@@ -99,6 +117,7 @@ int TransferCache::RemoveRange(void** out, int n, TransferCache* const* neighbou
   if (n <= 0) return 0;
   lock_.Lock();
   int got = TakeLocked(out, n);
+  freed_since_refill_ = 0;
   outstanding_ += got;
   if (got < n && count == 0) {  // no other shard has objects
     GrowForRoundTripLocked();
@@ -138,6 +157,7 @@ void TransferCache::BookFromCentralLocked(int n) {
 void TransferCache::InsertRange(void* const* items, int n) {
   if (n <= 0) return;
   lock_.Lock();
+  NoteFreesLocked(n);  // first: the batch that completes a burst fits
   int room = capacity_ > count_ ? capacity_ - count_ : 0;
   int put = n < room ? n : room;
   CopyBatch(Top() - put, items, put);  // items[0] ends on top

@@ -21,10 +21,19 @@
 //
 // Every class may grow its caches, up to kTransferCacheGrownBatches (32768)
 // batches or kTransferCacheGrownBytes (16 MiB) of objects, shared out among
-// the class's shards; each shard starts grown. When objects make round
-// trips through the span lists (since the last growth, frees overflowed
-// into the central list and a refill then had to take from it) a shrunk
-// capacity doubles again. A program that frees a hundred thousand small
+// the class's shards. A class of up to kTransferCacheBurstAboveBytes (8
+// KiB) starts grown, and when objects make round trips through the span
+// lists (since the last growth, frees overflowed into the central list and
+// a refill then had to take from it) a shrunk capacity doubles again. A
+// bigger class starts at its base capacity and grows, all the way at once,
+// only on a burst of frees: kTransferCacheBurstObjects (16) objects put in
+// a shard with no refill of that shard between them. A program that holds
+// a few of a big class, replaced at random (a server's table), makes round
+// trips all the time as its count of live objects wanders, and a grown
+// cache then keeps every block the wandering frees (`server` at one
+// thread: 26 MiB in the transfer caches against 16). Such a program cannot
+// free 16 in a row without holding them; one that frees its blocks
+// together can (docs/design.md, "Big classes grow on bursts"). A program that frees a hundred thousand small
 // blocks and allocates as many again (SmartHeap's sh6bench and sh8bench do)
 // then moves them in batches instead of threading each through its span's
 // free list and reading it back out, a cache miss per object; one that
@@ -69,6 +78,10 @@ inline constexpr size_t kTransferCacheShardGrownBytes = size_t{4} << 20;
 // from, since its own CPUs last freed into it, no longer takes from other
 // shards (Robbed).
 inline constexpr int kTransferCacheRingBatches = 64;
+// Classes of objects bigger than this grow on bursts of frees only, of
+// this many objects (transfer_cache.h, above).
+inline constexpr size_t kTransferCacheBurstAboveBytes = size_t{8} << 10;
+inline constexpr int kTransferCacheBurstObjects = 16;
 
 struct TransferCacheStats {
   uint64_t objects;     // cached now
@@ -163,6 +176,9 @@ class alignas(64) TransferCache {
   int TakeCached(void** out, int n);
   int TakeLocked(void** out, int n);
   void GrowForRoundTripLocked();
+  // Counts the n objects a free puts in; grows a class that grows on
+  // bursts when they complete one.
+  void NoteFreesLocked(int n);
   // Objects the central list gives (n < 0: takes back a shortfall).
   void BookFromCentralLocked(int n);
   int Give(int n);
@@ -203,6 +219,8 @@ class alignas(64) TransferCache {
   // kTransferCacheRingBatches batches, set by Init. Zero-initialised, so
   // that the caches' arrays stay in .bss (untouched pages, not the file's).
   int ring_objects_ = 0;
+  bool grows_on_bursts_ = false;   // set by Init: the class is over kTransferCacheBurstAboveBytes
+  int freed_since_refill_ = 0;     // objects InsertRange put in since this shard's last RemoveRange
 };
 
 }  // namespace rseqmalloc::internal

@@ -88,7 +88,7 @@ TEST(TransferCache, FreedBatchIsServedBackWithoutTouchingSlabs) {
 }
 
 TEST(TransferCache, OverflowGoesToTheCentralListAndRefillsFromIt) {
-  uint32_t cls = SizeToClass(16384);
+  uint32_t cls = SizeToClass(8192);  // up to kTransferCacheBurstAboveBytes: starts grown
   static Fixture f(cls);
   int cap = TransferCache::GrownCapacityFor(cls);  // it starts grown
   int n = cap + 10;
@@ -265,36 +265,114 @@ TEST(TransferCache, ShrinkKeepsTheObjectsStillCached) {
   ExpectEveryObjectInItsSpan(f.central);
 }
 
+// A class over kTransferCacheBurstAboveBytes: its base capacity and batch.
+struct BigClass {
+  explicit BigClass(size_t size)
+      : cls(SizeToClass(size)),
+        base(TransferCache::CapacityFor(cls)),
+        batch(ClassToBatch(cls)) {}
+  uint32_t cls;
+  int base;
+  int batch;
+};
+
+// Frees n objects a batch at a time, as CPU caches overflow.
+void FreeInBatches(TransferCache& cache, void* const* objs, int n, int batch) {
+  for (int i = 0; i < n; i += batch) cache.InsertRange(objs + i, std::min(batch, n - i));
+}
+
 // A burst of big objects (sparse_writes: thousands of 8-128 KiB blocks
 // freed together, then allocated again) comes back from the cache: each
 // of them is a span of its own, and through the central list every one
-// would be a span released to the page heap, merged, then cut again.
+// would be a span released to the page heap, merged, then cut again. The
+// cache starts at its base capacity; the frees that fill it and those that
+// complete the burst before it grows go down, the rest stay.
 TEST(TransferCache, ABurstOfBigObjectsComesBackWithoutTheSpans) {
-  uint32_t cls = SizeToClass(64 << 10);
+  const BigClass big(128 << 10);
+  const uint32_t cls = big.cls;
+  const int base = big.base;
+  const int batch = big.batch;
+  ASSERT_GT(ClassToSize(cls), kTransferCacheBurstAboveBytes);
   static Fixture f(cls);
+  ASSERT_LT(base, kTransferCacheBurstObjects);  // some frees go down before the growth
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(base));
   const int n = static_cast<int>((size_t{8} << 20) / ClassToSize(cls));  // 8 MiB
+  ASSERT_EQ(n % batch, 0);
   std::vector<void*> objs(static_cast<size_t>(n));
   ASSERT_EQ(f.cache.RemoveRange(objs.data(), n), n);  // fresh from the spans
-  f.cache.InsertRange(objs.data(), n);
-  EXPECT_EQ(StatsOf(f.cache).to_central, 0u);
-  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n));
-  CentralFreeListStats c;
-  f.central.GetStats(&c);
-  EXPECT_EQ(c.out_objects, static_cast<uint64_t>(n));  // no span went back
+  FreeInBatches(f.cache, objs.data(), n, batch);
+  const int went_down = kTransferCacheBurstObjects - batch - base;
+  EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  EXPECT_EQ(StatsOf(f.cache).capacity,
+            static_cast<uint64_t>(TransferCache::GrownCapacityFor(cls)));
+  EXPECT_EQ(StatsOf(f.cache).to_central, static_cast<uint64_t>(went_down));
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n - went_down));
 
   std::vector<void*> again(static_cast<size_t>(n));
   ASSERT_EQ(f.cache.RemoveRange(again.data(), n), n);
   EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()),
             std::set<void*>(again.begin(), again.end()));
-  f.central.GetStats(&c);
-  EXPECT_EQ(c.out_objects, static_cast<uint64_t>(n));  // the same objects, not new ones
-  f.cache.InsertRange(again.data(), n);
+  EXPECT_EQ(StatsOf(f.cache).from_central, static_cast<uint64_t>(n + went_down));
+  // The next burst stays whole.
+  FreeInBatches(f.cache, again.data(), n, batch);
+  EXPECT_EQ(StatsOf(f.cache).to_central, static_cast<uint64_t>(went_down));
+  EXPECT_EQ(StatsOf(f.cache).objects, static_cast<uint64_t>(n));
+  f.cache.Drain();
+  EXPECT_EQ(StatsOf(f.cache).capacity, static_cast<uint64_t>(base));
+  ExpectEveryObjectInItsSpan(f.central);
+}
+
+// A server's table holds a few objects of each big class and replaces them
+// at random: the count of a class's live objects wanders, and a CPU cache
+// of two batches overflows into the transfer cache and refills from it in
+// turn. Round trips through the spans happen all the time (they grow a
+// small class: GrowsWhenObjectsMakeRoundTripsThroughTheSpans), but never
+// 16 frees in a row, so a big class stays at its base capacity and its
+// wandering goes back to the spans. Then a burst grows it.
+TEST(TransferCache, BigClassesDoNotGrowOnWanderingCounts) {
+  const BigClass big(256 << 10);
+  ASSERT_GT(ClassToSize(big.cls), kTransferCacheBurstAboveBytes);
+  static Fixture f(big.cls);
+  const int batch = big.batch;
+  constexpr int kMostLive = 12;  // the program's objects of the class, at most
+  ASSERT_LT(kMostLive, kTransferCacheBurstObjects);
+  std::vector<void*> live;
+  std::mt19937 rng(7);
+  for (int step = 0; step < 20000; ++step) {
+    bool allocate = live.empty() ||
+                    (live.size() + batch <= kMostLive && std::bernoulli_distribution(0.5)(rng));
+    void* b[kMaxBatch];
+    if (allocate) {
+      ASSERT_EQ(f.cache.RemoveRange(b, batch), batch);
+      live.insert(live.end(), b, b + batch);
+    } else {
+      std::shuffle(live.begin(), live.end(), rng);
+      std::copy(live.end() - batch, live.end(), b);
+      live.resize(live.size() - batch);
+      f.cache.InsertRange(b, batch);
+    }
+  }
+  TransferCacheStats t = StatsOf(f.cache);
+  EXPECT_GT(t.to_central, 1000u);  // it overflowed, and refills read those back:
+  EXPECT_GT(t.from_central, 1000u + kMostLive);  // round trips
+  EXPECT_EQ(t.grows, 0u);
+  EXPECT_EQ(t.capacity, static_cast<uint64_t>(big.base));
+
+  // The same class, 16 objects freed together: it grows.
+  std::vector<void*> burst(kTransferCacheBurstObjects);
+  ASSERT_EQ(f.cache.RemoveRange(burst.data(), kTransferCacheBurstObjects),
+            kTransferCacheBurstObjects);
+  FreeInBatches(f.cache, burst.data(), kTransferCacheBurstObjects, batch);
+  EXPECT_EQ(StatsOf(f.cache).grows, 1u);
+  EXPECT_EQ(StatsOf(f.cache).capacity,
+            static_cast<uint64_t>(TransferCache::GrownCapacityFor(big.cls)));
+  if (!live.empty()) f.cache.InsertRange(live.data(), static_cast<int>(live.size()));
   f.cache.Drain();
   ExpectEveryObjectInItsSpan(f.central);
 }
 
-// A cache starts at its grown capacity, so a program's first round trips
-// stay in it; an interval with idle objects and no round trip halves it,
+// A cache of a class up to kTransferCacheBurstAboveBytes starts at its
+// grown capacity, so a program's first round trips stay in it; an interval with idle objects and no round trip halves it,
 // and a drain takes it to the base capacity.
 TEST(TransferCache, StartsGrownAndIdleIntervalsShrinkIt) {
   uint32_t cls = SizeToClass(80);
