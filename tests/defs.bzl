@@ -9,10 +9,11 @@ do the same, one target per variant so a failure names its environment:
   NAME_checked_sized_free   RSEQMALLOC_CHECK_SIZED_FREE=1
   NAME_no_background_thread RSEQMALLOC_BACKGROUND_THREAD=0 (every other
                          variant but _none may start the maintenance thread)
+  NAME_huge_pages        RSEQMALLOC_HUGE_PAGES=1 (off by default)
   NAME_glibc             glibc's malloc, to prove the expectations are glibc's
 
 The test sources are compiled once per allocator (a library with alwayslink)
-and every variant links that library, so six variants cost one compile.
+and every variant links that library, so every variant costs one compile.
 """
 
 load("@rules_cc//cc:defs.bzl", "cc_library", "cc_test")
@@ -38,6 +39,7 @@ def _variants(name):
         out.append((name + "_" + mode, {"RSEQMALLOC_CACHE": mode}))
     out.append((name + "_checked_sized_free", {"RSEQMALLOC_CHECK_SIZED_FREE": "1"}))
     out.append((name + "_no_background_thread", {"RSEQMALLOC_BACKGROUND_THREAD": "0"}))
+    out.append((name + "_huge_pages", {"RSEQMALLOC_HUGE_PAGES": "1"}))
     return out
 
 def allocator_test(

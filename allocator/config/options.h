@@ -30,7 +30,7 @@ struct Options {
   size_t retained_free_bytes = size_t{1} << 30;
   uint64_t release_delay_ms = 5000;
   bool background_thread = true;
-  bool huge_pages = true;
+  bool huge_pages = false;  // docs/design.md, "Huge pages": why off
   bool stats_at_exit = false;
   bool verbose = false;
   bool abort_on_invalid_free = true;

@@ -69,11 +69,11 @@ TEST(Options, ReleaseDefaults) {
   EXPECT_EQ(o.release_delay_ms, 5000u);
   EXPECT_TRUE(o.background_thread);
   EXPECT_EQ(o.retained_free_bytes, size_t{1} << 30);
-  EXPECT_TRUE(o.huge_pages);
-  std::string printed;
-  EXPECT_EQ(Parse({"RSEQMALLOC_RELEASE_DELAY_MS=0", "RSEQMALLOC_HUGE_PAGES=0"}, &o, &printed), 0);
-  EXPECT_EQ(o.release_delay_ms, 0u);
   EXPECT_FALSE(o.huge_pages);
+  std::string printed;
+  EXPECT_EQ(Parse({"RSEQMALLOC_RELEASE_DELAY_MS=0", "RSEQMALLOC_HUGE_PAGES=1"}, &o, &printed), 0);
+  EXPECT_EQ(o.release_delay_ms, 0u);
+  EXPECT_TRUE(o.huge_pages);
 }
 
 TEST(Options, EveryCacheModeParses) {

@@ -216,7 +216,7 @@ void PrintReleaseSection(const CentralStats& central, int fd) {
   const HugePageStats& h = central.huge_pages;
   line.Str("  huge pages: ");
   if (!h.enabled && h.regions == 0) {
-    line.Str("off (RSEQMALLOC_HUGE_PAGES=0)\n");
+    line.Str("off (the default; RSEQMALLOC_HUGE_PAGES=1 asks for them)\n");
   } else if (!h.started) {
     line.Str("not yet (the heap has handed out less than ").Dec(kHugePagesFromBytes >> 20)
         .Str(" MiB, or most of what it handed out was never written: ").Dec(h.sparse_samples)
