@@ -33,10 +33,12 @@
 // cache then keeps every block the wandering frees (`server` at one
 // thread: 26 MiB in the transfer caches against 16). Such a program cannot
 // free 16 in a row without holding them; one that frees its blocks
-// together can (docs/design.md, "Big classes grow on bursts"). A program that frees a hundred thousand small
-// blocks and allocates as many again (SmartHeap's sh6bench and sh8bench do)
-// then moves them in batches instead of threading each through its span's
-// free list and reading it back out, a cache miss per object; one that
+// together can (docs/design.md, "Big classes grow on bursts").
+//
+// With a grown cache, a program that frees a hundred thousand small blocks
+// and allocates as many again (SmartHeap's sh6bench and sh8bench do) moves
+// them in batches instead of threading each through its span's free list
+// and reading it back out, a cache miss per object; one that
 // frees thousands of 8-128 KiB blocks together and allocates them again
 // keeps them instead of releasing each one's span to the page heap, which
 // merges it, and cutting it again (docs/design.md, "The transfer cache
@@ -219,8 +221,8 @@ class alignas(64) TransferCache {
   // kTransferCacheRingBatches batches, set by Init. Zero-initialised, so
   // that the caches' arrays stay in .bss (untouched pages, not the file's).
   int ring_objects_ = 0;
-  bool grows_on_bursts_ = false;   // set by Init: the class is over kTransferCacheBurstAboveBytes
-  int freed_since_refill_ = 0;     // objects InsertRange put in since this shard's last RemoveRange
+  bool grows_on_bursts_ = false;  // by Init: the class is over kTransferCacheBurstAboveBytes
+  int freed_since_refill_ = 0;    // objects put in since this shard's last RemoveRange
 };
 
 }  // namespace rseqmalloc::internal

@@ -372,8 +372,9 @@ TEST(TransferCache, BigClassesDoNotGrowOnWanderingCounts) {
 }
 
 // A cache of a class up to kTransferCacheBurstAboveBytes starts at its
-// grown capacity, so a program's first round trips stay in it; an interval with idle objects and no round trip halves it,
-// and a drain takes it to the base capacity.
+// grown capacity, so a program's first round trips stay in it; an
+// interval with idle objects and no round trip halves it, and a drain
+// takes it to the base capacity.
 TEST(TransferCache, StartsGrownAndIdleIntervalsShrinkIt) {
   uint32_t cls = SizeToClass(80);
   static Fixture f(cls);
