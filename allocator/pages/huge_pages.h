@@ -1,5 +1,7 @@
 // Transparent huge pages for the heap's mappings, kept compatible with giving
-// memory back (docs/design.md, "Huge pages").
+// memory back (docs/design.md, "Huge pages"). Only with RSEQMALLOC_HUGE_PAGES=1:
+// off by default, since their first touch can cost more than the faults they
+// save (on a VM whose host takes back what the guest frees).
 //
 // A 2 MiB unit of the heap is advised MADV_HUGEPAGE, so its first touch
 // faults one huge page instead of 512 small ones (a fault costs ~12 us on
