@@ -57,8 +57,7 @@ void TransferCache::Init(uint32_t cls, CentralFreeList* central, void** slots, i
   // too, which rarely happens. Idle intervals still halve it down to the
   // base capacity (ReturnIdle), and round trips grow it back. Big classes
   // wait for a burst instead (NoteFreesLocked).
-  grows_on_bursts_ =
-      ClassToSize(cls) > kTransferCacheBurstAboveBytes && grown_capacity_ > base_capacity_;
+  grows_on_bursts_ = ClassToSize(cls) > kTransferCacheBurstAboveBytes;
   capacity_ = grows_on_bursts_ ? base_capacity_ : grown_capacity_;
   ring_objects_ = kTransferCacheRingBatches * ClassToBatch(cls);
 }
@@ -87,10 +86,8 @@ int TransferCache::TakeCached(void** out, int n) {
 // larger cache would have saved. Caller holds the lock.
 void TransferCache::GrowForRoundTripLocked() {
   if (grows_on_bursts_ || !overflowed_ || capacity_ >= grown_capacity_) return;
-  capacity_ = capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_;
+  GrowLocked(capacity_ * 2 < grown_capacity_ ? capacity_ * 2 : grown_capacity_);
   overflowed_ = false;
-  grew_ = true;
-  ++grows_;
 }
 
 // A big class's count of live objects wanders when a program replaces them
@@ -103,8 +100,12 @@ void TransferCache::NoteFreesLocked(int n) {
   if (!grows_on_bursts_) return;
   freed_since_refill_ += n;
   if (freed_since_refill_ < kTransferCacheBurstObjects || capacity_ >= grown_capacity_) return;
-  capacity_ = grown_capacity_;
-  grew_ = true;
+  GrowLocked(grown_capacity_);
+}
+
+void TransferCache::GrowLocked(int capacity) {
+  capacity_ = capacity;
+  grew_ = true;  // ReturnIdle does not halve it in this interval
   ++grows_;
 }
 

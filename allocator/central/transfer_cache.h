@@ -181,6 +181,8 @@ class alignas(64) TransferCache {
   // Counts the n objects a free puts in; grows a class that grows on
   // bursts when they complete one.
   void NoteFreesLocked(int n);
+  // Raises the capacity (both growth rules end here).
+  void GrowLocked(int capacity);
   // Objects the central list gives (n < 0: takes back a shortfall).
   void BookFromCentralLocked(int n);
   int Give(int n);
